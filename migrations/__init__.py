@@ -1,0 +1,1 @@
+"""Alembic migrations of the temporal-tracer store (run by ``temporal-tracer db upgrade``)."""

@@ -1,0 +1,406 @@
+"""Read one workflow history into the facts the store keeps: the run, its calls, its links.
+
+Pure functions over ``temporalio.api.history.v1.HistoryEvent`` protos: no I/O, so the
+linker and the tests share them, and a recorded history always parses the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from temporalio.api.common.v1 import Link as LinkProto
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import HistoryEvent
+
+__all__ = [
+    "CallFacts",
+    "LinkFacts",
+    "RunFacts",
+    "decode_operation_token",
+    "parse_history",
+]
+
+
+@dataclass
+class CallFacts:
+    """A call as the caller's history shows it, keyed by its scheduling event id."""
+
+    event_id: int
+    kind: str
+    name: str
+    start_time: datetime
+    status: str = "running"
+    end_time: datetime | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    attempt: int = 1
+    activity_id: str | None = None
+    endpoint: str | None = None
+    service: str | None = None
+    operation: str | None = None
+    request_id: str | None = None
+    operation_token: str | None = None
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """One caller-to-handler edge and the source that recorded it."""
+
+    kind: str
+    source: str
+    caller_namespace: str
+    caller_workflow_id: str
+    caller_run_id: str
+    handler_namespace: str
+    handler_workflow_id: str
+    handler_run_id: str
+    caller_event_id: int = 0
+    caller_request_id: str = ""
+    caller_activity_id: str = ""
+    verified: bool = True
+
+
+@dataclass
+class RunFacts:
+    """Everything one history says about its run."""
+
+    namespace: str
+    workflow_id: str
+    run_id: str
+    workflow_type: str = ""
+    task_queue: str = ""
+    status: str = "running"
+    start_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    close_time: datetime | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    parent_namespace: str | None = None
+    parent_workflow_id: str | None = None
+    parent_run_id: str | None = None
+    parent_event_id: int | None = None
+    history_length: int = 0
+    calls: list[CallFacts] = field(default_factory=list)
+    links: list[LinkFacts] = field(default_factory=list)
+
+
+_E = EventType
+
+_WORKFLOW_CLOSE = {
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed_out",
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "canceled",
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "terminated",
+    # A continued-as-new run is over; the next run carries on under the same workflow id.
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "completed",
+}
+
+# Close events of calls: event type -> (attribute field, status).
+_CALL_CLOSE = {
+    _E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: ("activity_task_completed_event_attributes", "completed"),
+    _E.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("activity_task_failed_event_attributes", "failed"),
+    _E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: ("activity_task_timed_out_event_attributes", "timed_out"),
+    _E.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("activity_task_canceled_event_attributes", "canceled"),
+    _E.EVENT_TYPE_NEXUS_OPERATION_COMPLETED: (
+        "nexus_operation_completed_event_attributes",
+        "completed",
+    ),
+    _E.EVENT_TYPE_NEXUS_OPERATION_FAILED: ("nexus_operation_failed_event_attributes", "failed"),
+    _E.EVENT_TYPE_NEXUS_OPERATION_TIMED_OUT: (
+        "nexus_operation_timed_out_event_attributes",
+        "timed_out",
+    ),
+    _E.EVENT_TYPE_NEXUS_OPERATION_CANCELED: ("nexus_operation_canceled_event_attributes", "canceled"),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
+        "child_workflow_execution_completed_event_attributes",
+        "completed",
+    ),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: (
+        "child_workflow_execution_failed_event_attributes",
+        "failed",
+    ),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: (
+        "child_workflow_execution_timed_out_event_attributes",
+        "timed_out",
+    ),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: (
+        "child_workflow_execution_canceled_event_attributes",
+        "canceled",
+    ),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: (
+        "child_workflow_execution_terminated_event_attributes",
+        "terminated",
+    ),
+    _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED: (
+        "start_child_workflow_execution_failed_event_attributes",
+        "failed",
+    ),
+    _E.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED: (
+        "external_workflow_execution_signaled_event_attributes",
+        "completed",
+    ),
+    _E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED: (
+        "signal_external_workflow_execution_failed_event_attributes",
+        "failed",
+    ),
+}
+
+_FAILURE_KINDS = (
+    ("application_failure_info", None),
+    ("timeout_failure_info", "TimeoutError"),
+    ("canceled_failure_info", "CanceledError"),
+    ("terminated_failure_info", "TerminatedError"),
+    ("server_failure_info", "ServerError"),
+    ("nexus_handler_failure_info", "NexusHandlerError"),
+)
+
+
+def _time(event: HistoryEvent) -> datetime:
+    return event.event_time.ToDatetime(tzinfo=UTC)
+
+
+def describe_failure(failure: Failure) -> tuple[str, str]:
+    """``(type, message)`` of the most telling failure in a cause chain.
+
+    The deepest application failure names what went wrong on the far side (a declined
+    card, not "nexus operation completed unsuccessfully"); otherwise the innermost
+    failure's kind (timeout, cancel...) is used.
+    """
+    chain: list[Failure] = []
+    current: Failure | None = failure
+    while current is not None and len(chain) < 32:
+        chain.append(current)
+        current = current.cause if current.HasField("cause") else None
+    for item in reversed(chain):
+        if item.HasField("application_failure_info"):
+            return item.application_failure_info.type or "ApplicationError", item.message
+    for item in reversed(chain):
+        for info, kind in _FAILURE_KINDS:
+            if kind and item.HasField(info):  # type: ignore[arg-type]
+                return kind, item.message
+    return "Error", failure.message
+
+
+def decode_operation_token(token: str) -> tuple[str, str] | None:
+    """``(namespace, workflow_id)`` from a workflow-run operation token, or ``None``.
+
+    The token is base64url JSON (``{"t":1,"ns":...,"wid":...}``): a fallback when no
+    history link names the handler workflow.
+    """
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    namespace, workflow_id = data.get("ns"), data.get("wid")
+    if isinstance(namespace, str) and isinstance(workflow_id, str) and namespace and workflow_id:
+        return namespace, workflow_id
+    return None
+
+
+def _callback_links(run: RunFacts, links: Iterable[LinkProto], request_id: str = "") -> None:
+    """Record the callers that handler-side callback links point back to."""
+    for link in links:
+        if not link.HasField("workflow_event"):
+            continue
+        caller = link.workflow_event
+        event_id = caller.event_ref.event_id if caller.HasField("event_ref") else 0
+        ref_request_id = (
+            caller.request_id_ref.request_id if caller.HasField("request_id_ref") else request_id
+        )
+        run.links.append(
+            LinkFacts(
+                kind="nexus",
+                source="handler_history",
+                caller_namespace=caller.namespace,
+                caller_workflow_id=caller.workflow_id,
+                caller_run_id=caller.run_id,
+                caller_event_id=event_id,
+                caller_request_id=ref_request_id,
+                handler_namespace=run.namespace,
+                handler_workflow_id=run.workflow_id,
+                handler_run_id=run.run_id,
+            )
+        )
+
+
+def parse_history(
+    namespace: str, workflow_id: str, run_id: str, events: Iterable[HistoryEvent]
+) -> RunFacts:
+    """Read a run's events (in order) into :class:`RunFacts`."""
+    run = RunFacts(namespace=namespace, workflow_id=workflow_id, run_id=run_id)
+    calls: dict[int, CallFacts] = {}
+
+    def call_for(scheduled_event_id: int) -> CallFacts | None:
+        return calls.get(scheduled_event_id)
+
+    for event in events:
+        run.history_length = event.event_id
+        kind = event.event_type
+        if kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            attrs = event.workflow_execution_started_event_attributes
+            run.workflow_type = attrs.workflow_type.name
+            run.task_queue = attrs.task_queue.name
+            run.start_time = _time(event)
+            if attrs.HasField("parent_workflow_execution"):
+                run.parent_namespace = attrs.parent_workflow_namespace or namespace
+                run.parent_workflow_id = attrs.parent_workflow_execution.workflow_id
+                run.parent_run_id = attrs.parent_workflow_execution.run_id
+                run.parent_event_id = attrs.parent_initiated_event_id
+            for callback in attrs.completion_callbacks:
+                _callback_links(run, callback.links)
+            _callback_links(run, event.links)
+        elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED:
+            attrs_u = event.workflow_execution_options_updated_event_attributes
+            for callback in attrs_u.attached_completion_callbacks:
+                _callback_links(run, callback.links, attrs_u.attached_request_id)
+        elif kind in _WORKFLOW_CLOSE:
+            run.status = _WORKFLOW_CLOSE[kind]
+            run.close_time = _time(event)
+            if kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+                failure = event.workflow_execution_failed_event_attributes.failure
+                run.error_type, run.error_message = describe_failure(failure)
+            elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+                run.error_type, run.error_message = "TimeoutError", "workflow execution timed out"
+            elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+                reason = event.workflow_execution_terminated_event_attributes.reason
+                run.error_type, run.error_message = "TerminatedError", reason or "terminated"
+        elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs_a = event.activity_task_scheduled_event_attributes
+            calls[event.event_id] = CallFacts(
+                event_id=event.event_id,
+                kind="activity",
+                name=attrs_a.activity_type.name,
+                start_time=_time(event),
+                activity_id=attrs_a.activity_id,
+            )
+        elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            call = call_for(started.scheduled_event_id)
+            if call is not None:
+                call.attempt = started.attempt or 1
+                if started.HasField("last_failure"):
+                    call.error_type, call.error_message = describe_failure(started.last_failure)
+        elif kind == _E.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED:
+            attrs_n = event.nexus_operation_scheduled_event_attributes
+            calls[event.event_id] = CallFacts(
+                event_id=event.event_id,
+                kind="nexus_operation",
+                name=f"{attrs_n.endpoint}/{attrs_n.service}/{attrs_n.operation}",
+                start_time=_time(event),
+                endpoint=attrs_n.endpoint,
+                service=attrs_n.service,
+                operation=attrs_n.operation,
+                request_id=attrs_n.request_id or None,
+                traceparent=attrs_n.nexus_header.get("traceparent"),
+            )
+        elif kind == _E.EVENT_TYPE_NEXUS_OPERATION_STARTED:
+            attrs_s = event.nexus_operation_started_event_attributes
+            call = call_for(attrs_s.scheduled_event_id)
+            if call is None:
+                continue
+            call.operation_token = attrs_s.operation_token or attrs_s.operation_id or None
+            linked = False
+            for link in event.links:
+                if not link.HasField("workflow_event"):
+                    continue
+                handler = link.workflow_event
+                run.links.append(
+                    LinkFacts(
+                        kind="nexus",
+                        source="caller_history",
+                        caller_namespace=namespace,
+                        caller_workflow_id=workflow_id,
+                        caller_run_id=run_id,
+                        caller_event_id=call.event_id,
+                        caller_request_id=call.request_id or "",
+                        handler_namespace=handler.namespace,
+                        handler_workflow_id=handler.workflow_id,
+                        handler_run_id=handler.run_id,
+                    )
+                )
+                linked = True
+            token_target = decode_operation_token(call.operation_token or "")
+            if not linked and token_target is not None:
+                # No link in history (older servers): the token still names the workflow;
+                # its run is resolved later from the store.
+                run.links.append(
+                    LinkFacts(
+                        kind="nexus",
+                        source="operation_token",
+                        caller_namespace=namespace,
+                        caller_workflow_id=workflow_id,
+                        caller_run_id=run_id,
+                        caller_event_id=call.event_id,
+                        caller_request_id=call.request_id or "",
+                        handler_namespace=token_target[0],
+                        handler_workflow_id=token_target[1],
+                        handler_run_id="",
+                    )
+                )
+        elif kind == _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            attrs_c = event.start_child_workflow_execution_initiated_event_attributes
+            calls[event.event_id] = CallFacts(
+                event_id=event.event_id,
+                kind="child_workflow",
+                name=attrs_c.workflow_type.name,
+                start_time=_time(event),
+            )
+        elif kind == _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+            attrs_cs = event.child_workflow_execution_started_event_attributes
+            call = call_for(attrs_cs.initiated_event_id)
+            if call is not None:
+                run.links.append(
+                    LinkFacts(
+                        kind="child",
+                        source="caller_history",
+                        caller_namespace=namespace,
+                        caller_workflow_id=workflow_id,
+                        caller_run_id=run_id,
+                        caller_event_id=call.event_id,
+                        handler_namespace=attrs_cs.namespace or namespace,
+                        handler_workflow_id=attrs_cs.workflow_execution.workflow_id,
+                        handler_run_id=attrs_cs.workflow_execution.run_id,
+                    )
+                )
+        elif kind == _E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+            attrs_sig = event.signal_external_workflow_execution_initiated_event_attributes
+            calls[event.event_id] = CallFacts(
+                event_id=event.event_id,
+                kind="signal",
+                name=attrs_sig.signal_name,
+                start_time=_time(event),
+            )
+        elif kind in _CALL_CLOSE:
+            field_name, status = _CALL_CLOSE[kind]
+            attrs_any = getattr(event, field_name)
+            scheduled = (
+                getattr(attrs_any, "scheduled_event_id", 0)
+                or getattr(attrs_any, "initiated_event_id", 0)
+            )
+            call = call_for(scheduled)
+            if call is None:
+                continue
+            call.status = status
+            call.end_time = _time(event)
+            if status == "completed":
+                call.error_type = call.error_message = None
+            elif attrs_any.HasField("failure") if hasattr(attrs_any, "failure") else False:
+                call.error_type, call.error_message = describe_failure(attrs_any.failure)
+            elif status == "timed_out":
+                call.error_type, call.error_message = "TimeoutError", "timed out"
+            elif status == "canceled":
+                call.error_type, call.error_message = "CanceledError", "canceled"
+            else:
+                call.error_type, call.error_message = "Error", status
+    run.calls = sorted(calls.values(), key=lambda call: call.event_id)
+    return run

@@ -1,0 +1,205 @@
+"""The history linker: discovers runs per namespace, reads histories, stores their links.
+
+Histories are the durable source of every edge: spans only add detail. The linker lists
+executions through the visibility API, re-reads runs until they close, follows links into
+other configured namespaces, and resumes from a per-namespace cursor after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from temporalio.api.operatorservice.v1 import ListNexusEndpointsRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from ._connections import Connections
+from ._history import LinkFacts, RunFacts, parse_history
+from ._store import Store
+
+__all__ = ["HistoryLinker", "PollReport"]
+
+logger = logging.getLogger(__name__)
+
+# Visibility is eventually consistent: re-list runs that closed a little before the cursor.
+CURSOR_OVERLAP = timedelta(minutes=2)
+MAX_CONCURRENT_FETCHES = 8
+
+
+@dataclass
+class PollReport:
+    """What one pass over the namespaces did."""
+
+    runs_read: int = 0
+    errors: int = 0
+
+
+class HistoryLinker:
+    """Keeps the store in step with the histories of the configured namespaces."""
+
+    def __init__(
+        self, store: Store, connections: Connections, *, poll_interval: float = 1.0
+    ) -> None:
+        self.store = store
+        self.connections = connections
+        self.poll_interval = poll_interval
+        self._fetch_slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
+        self._failing: set[str] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll every namespace until ``stop`` is set."""
+        await asyncio.to_thread(self.store.reset_namespace_status, self.connections.namespaces)
+        logger.info("linking namespaces: %s", ", ".join(self.connections.namespaces))
+        while not stop.is_set():
+            await self.poll_once()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def poll_once(self) -> PollReport:
+        """One pass: refresh endpoints, then read what changed in every namespace."""
+        await self._refresh_endpoints()
+        reports = await asyncio.gather(
+            *(self._poll_namespace(ns) for ns in self.connections.namespaces)
+        )
+        return PollReport(
+            runs_read=sum(report.runs_read for report in reports),
+            errors=sum(report.errors for report in reports),
+        )
+
+    async def _refresh_endpoints(self) -> None:
+        for namespace in self.connections.namespaces:
+            try:
+                client = await self.connections.client(namespace)
+                response = await client.operator_service.list_nexus_endpoints(
+                    ListNexusEndpointsRequest(page_size=1000)
+                )
+            except (RuntimeError, RPCError):
+                continue  # reported per namespace below; endpoints are a nicety
+            rows = [
+                (
+                    endpoint.spec.name,
+                    endpoint.spec.target.worker.namespace,
+                    endpoint.spec.target.worker.task_queue,
+                )
+                for endpoint in response.endpoints
+                if endpoint.spec.target.HasField("worker")
+            ]
+            await asyncio.to_thread(self.store.save_endpoints, rows)
+            return
+
+    async def _poll_namespace(self, namespace: str) -> PollReport:
+        report = PollReport()
+        started = time.monotonic()
+        # Every run that closed before this moment is in this listing (or an earlier one):
+        # the next pass only needs runs closed since then, plus those still running.
+        listed_at = datetime.now(UTC)
+        try:
+            client = await self.connections.client(namespace)
+            state = await asyncio.to_thread(self.store.namespace_state, namespace)
+            cursor = state.close_cursor if state is not None else None
+            query = "ExecutionStatus = 'Running'"
+            if cursor is not None:
+                since = (cursor - CURSOR_OVERLAP).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                query += f" OR CloseTime >= '{since}'"
+            else:
+                query = ""  # first pass: everything the namespace still keeps
+            pending: list[tuple[str, str]] = []
+            async for execution in client.list_workflows(query, page_size=1000):
+                progress = await asyncio.to_thread(
+                    self.store.run_progress, namespace, execution.run_id
+                )
+                if progress is None or progress[0] == "running":
+                    pending.append((execution.id, execution.run_id))
+            if cursor is None and pending:
+                logger.info("%s: first pass, reading %d histories", namespace, len(pending))
+            facts = await asyncio.gather(
+                *(self._read_run(client, namespace, wid, rid) for wid, rid in pending)
+            )
+            report.runs_read = len(facts)
+            await self._follow_links(fact for fact in facts if fact is not None)
+        except (RuntimeError, RPCError, OSError) as err:
+            self.connections.forget(namespace)
+            message = _describe_error(err)
+            if namespace not in self._failing:
+                logger.error("namespace %s: %s", namespace, message)
+                self._failing.add(namespace)
+            await asyncio.to_thread(
+                self.store.set_namespace_status, namespace, "error", error=message
+            )
+            report.errors = 1
+            return report
+        if namespace in self._failing:
+            logger.info("namespace %s: reachable again", namespace)
+            self._failing.discard(namespace)
+        await asyncio.to_thread(
+            self.store.set_namespace_status,
+            namespace,
+            "ok",
+            close_cursor=listed_at,
+            runs_linked=report.runs_read,
+        )
+        if report.runs_read:
+            logger.debug(
+                "%s: read %d histories in %.2fs",
+                namespace,
+                report.runs_read,
+                time.monotonic() - started,
+            )
+        return report
+
+    async def _read_run(
+        self, client: Client, namespace: str, workflow_id: str, run_id: str
+    ) -> RunFacts | None:
+        async with self._fetch_slots:
+            try:
+                history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    return None  # deleted by retention between list and read
+                raise
+        facts = parse_history(namespace, workflow_id, run_id or history.run_id, history.events)
+        await asyncio.to_thread(self.store.save_run, facts)
+        return facts
+
+    async def _follow_links(self, read: Iterable[RunFacts]) -> None:
+        """Read runs that links point to in other configured namespaces, at once."""
+        targets: set[tuple[str, str, str]] = set()
+        for facts in read:
+            for link in facts.links:
+                targets.update(self._unread_ends(link))
+        for namespace, workflow_id, run_id in targets:
+            try:
+                client = await self.connections.client(namespace)
+                await self._read_run(client, namespace, workflow_id, run_id)
+            except (RuntimeError, RPCError) as err:
+                logger.debug("could not follow link to %s/%s: %s", namespace, workflow_id, err)
+
+    def _unread_ends(self, link: LinkFacts) -> list[tuple[str, str, str]]:
+        ends = [
+            (link.handler_namespace, link.handler_workflow_id, link.handler_run_id),
+            (link.caller_namespace, link.caller_workflow_id, link.caller_run_id),
+        ]
+        return [
+            (namespace, workflow_id, run_id)
+            for namespace, workflow_id, run_id in ends
+            if namespace in self.connections.configs
+            and run_id
+            and self.store.run_progress(namespace, run_id) is None
+        ]
+
+
+def _describe_error(err: BaseException) -> str:
+    if isinstance(err, RPCError):
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return f"namespace not found on the server ({err.message})"
+        if err.status == RPCStatusCode.PERMISSION_DENIED:
+            return f"permission denied ({err.message})"
+        return f"{err.status.name}: {err.message}"
+    return str(err) or type(err).__name__

@@ -1,0 +1,219 @@
+"""SQLAlchemy models of the store. The schema itself is owned by the Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Base",
+    "Call",
+    "Link",
+    "NamespaceState",
+    "NexusEndpointRow",
+    "Span",
+    "UTCDateTime",
+    "WorkflowRun",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class WorkflowRun(Base):
+    """One workflow execution (a run), as its history shows it."""
+
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        UniqueConstraint("namespace", "run_id", name="uq_workflow_runs_namespace_run"),
+        Index("ix_workflow_runs_namespace_workflow", "namespace", "workflow_id"),
+        Index("ix_workflow_runs_start_time", "start_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(255))
+    workflow_id: Mapped[str] = mapped_column(String(1000))
+    run_id: Mapped[str] = mapped_column(String(64))
+    workflow_type: Mapped[str] = mapped_column(String(1000))
+    task_queue: Mapped[str] = mapped_column(String(1000), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    close_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error_type: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Set for same-namespace children, from WorkflowExecutionStarted.parent_workflow_execution.
+    parent_namespace: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    parent_workflow_id: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    parent_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    parent_event_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # How many history events the linker has read: a closed run with this many is final.
+    history_length: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Call(Base):
+    """A call a workflow made: activity, Nexus operation, child workflow, signal, update."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("run_pk", "event_id", name="uq_calls_run_event"),
+        Index("ix_calls_request_id", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_pk: Mapped[int] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    # The event that scheduled or initiated the call in the caller's history.
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16))
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error_type: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    activity_id: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    endpoint: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    service: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    operation: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    operation_token: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The W3C traceparent the caller sent in the Nexus header, when it traces.
+    traceparent: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class Link(Base):
+    """A caller-to-handler edge, as one source recorded it.
+
+    Each source (caller history, handler history, operation token, header, span) is kept
+    as its own row, so no source can overwrite another; the tree merges them. The caller
+    side is named by its run and by whichever of event id, request id or activity id the
+    source knew (the others are empty).
+    """
+
+    __tablename__ = "links"
+    __table_args__ = (
+        UniqueConstraint(
+            "source",
+            "caller_namespace",
+            "caller_run_id",
+            "caller_event_id",
+            "caller_request_id",
+            "caller_activity_id",
+            "handler_namespace",
+            "handler_run_id",
+            name="uq_links_edge",
+        ),
+        Index("ix_links_caller", "caller_namespace", "caller_run_id"),
+        Index("ix_links_handler", "handler_namespace", "handler_run_id"),
+        Index("ix_links_request_id", "caller_request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))  # nexus | activity_wrapper | child
+    source: Mapped[str] = mapped_column(String(32))
+    caller_namespace: Mapped[str] = mapped_column(String(255))
+    caller_workflow_id: Mapped[str] = mapped_column(String(1000))
+    caller_run_id: Mapped[str] = mapped_column(String(64))
+    caller_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    caller_request_id: Mapped[str] = mapped_column(String(255), default="")
+    caller_activity_id: Mapped[str] = mapped_column(String(1000), default="")
+    handler_namespace: Mapped[str] = mapped_column(String(255))
+    handler_workflow_id: Mapped[str] = mapped_column(String(1000))
+    handler_run_id: Mapped[str] = mapped_column(String(64))
+    verified: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NexusEndpointRow(Base):
+    """A Nexus endpoint and the namespace it targets, read from the operator API."""
+
+    __tablename__ = "nexus_endpoints"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    target_namespace: Mapped[str] = mapped_column(String(255))
+    target_task_queue: Mapped[str] = mapped_column(String(1000))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NamespaceState(Base):
+    """The linker's progress and health in one namespace."""
+
+    __tablename__ = "namespace_state"
+
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # starting | ok | error
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Close time of the newest closed run read: discovery resumes from here after a restart.
+    close_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    runs_linked: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Span(Base):
+    """A span received over OTLP, with the Temporal identity lifted out of its attributes."""
+
+    __tablename__ = "spans"
+    __table_args__ = (
+        UniqueConstraint("trace_id", "span_id", name="uq_spans_trace_span"),
+        Index("ix_spans_workflow", "namespace", "workflow_id"),
+        Index("ix_spans_request_id", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    span_id: Mapped[str] = mapped_column(String(16))
+    parent_span_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    name: Mapped[str] = mapped_column(String(1000))
+    kind: Mapped[int] = mapped_column(Integer, default=0)
+    service_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    start_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    end_time_unix_nano: Mapped[int] = mapped_column(BigInteger)
+    status_code: Mapped[int] = mapped_column(Integer, default=0)
+    status_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    namespace: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    workflow_id: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Span and resource attributes, events and links as JSON text (OTLP/JSON shapes).
+    attributes: Mapped[str] = mapped_column(Text, default="{}")
+    resource: Mapped[str] = mapped_column(Text, default="{}")
+    events: Mapped[str] = mapped_column(Text, default="[]")
+    links: Mapped[str] = mapped_column(Text, default="[]")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())

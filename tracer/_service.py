@@ -1,0 +1,124 @@
+"""``temporal-tracer serve``: the linker, the UI/API and the OTLP receiver in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from ._connections import Connections, load_connect_configs
+from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
+from ._linker import HistoryLinker
+from ._store import Store
+from .devserver import ensure_port_free
+
+__all__ = ["Collector", "ServeSettings", "run_collector", "serve_forever"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeSettings:
+    """Everything ``serve`` is configured with (flags and environment variables)."""
+
+    db_url: str = DEFAULT_DB_URL
+    namespaces: list[str] = field(default_factory=list)
+    temporal_address: str | None = None
+    profile_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8700
+    otlp_port: int = 4318
+    poll_interval: float = 1.0
+    temporal_ui_url: str | None = None
+
+
+@dataclass
+class Collector:
+    """A running collector: its store, its linker and the addresses it serves."""
+
+    store: Store
+    linker: HistoryLinker
+    ui_url: str
+    otlp_url: str
+
+
+def _http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    return uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    )
+
+
+def _otlp_app(store: Store) -> FastAPI | None:
+    try:
+        from ._receiver import create_receiver_app  # noqa: PLC0415
+    except ImportError:  # receiver not built into this version
+        return None
+    app: FastAPI = create_receiver_app(store)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
+    """Start the collector in the running event loop; stop it when the context exits."""
+    from web import WebSettings, create_app  # noqa: PLC0415 - web imports tracer
+
+    if not settings.namespaces:
+        raise ValueError("no namespace to link: give --namespace at least once")
+    ensure_port_free(settings.port, "tracer UI", settings.host)
+    ensure_port_free(settings.otlp_port, "OTLP receiver", settings.host)
+    engine = create_db_engine(settings.db_url)
+    await asyncio.to_thread(upgrade_database, engine)
+    store = Store(engine)
+    connections = Connections(
+        load_connect_configs(
+            settings.namespaces,
+            address=settings.temporal_address,
+            profile_file=settings.profile_file,
+        )
+    )
+    linker = HistoryLinker(store, connections, poll_interval=settings.poll_interval)
+    web_settings = WebSettings(
+        temporal_ui_urls={"*": settings.temporal_ui_url} if settings.temporal_ui_url else {}
+    )
+    servers = [_http_server(create_app(store, web_settings), settings.host, settings.port)]
+    otlp = _otlp_app(store)
+    if otlp is not None:
+        servers.append(_http_server(otlp, settings.host, settings.otlp_port))
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks.append(asyncio.create_task(linker.run(stop)))
+    try:
+        while not all(server.started for server in servers):
+            for task in tasks:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the collector stopped while starting")
+            await asyncio.sleep(0.05)
+        collector = Collector(
+            store=store,
+            linker=linker,
+            ui_url=f"http://{settings.host}:{settings.port}",
+            otlp_url=f"http://{settings.host}:{settings.otlp_port}",
+        )
+        logger.info("tracer UI and API on %s", collector.ui_url)
+        if otlp is not None:
+            logger.info("OTLP/HTTP receiver on %s/v1/traces", collector.otlp_url)
+        yield collector
+    finally:
+        stop.set()
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        engine.dispose()
+
+
+async def serve_forever(settings: ServeSettings) -> None:
+    """Run the collector until the process is interrupted."""
+    async with run_collector(settings):
+        await asyncio.Event().wait()

@@ -1,0 +1,182 @@
+"""The ``temporal-tracer`` command line: ``serve``, ``db upgrade`` and ``demo``.
+
+Every flag also reads an environment variable, named in ``--help``; Temporal's own
+variables (``TEMPORAL_ADDRESS``, ``TEMPORAL_CONFIG_FILE``, ``TEMPORAL_API_KEY``...) keep
+their usual meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
+from ._service import ServeSettings, serve_forever
+from .devserver import PortBusyError
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("tracer")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"temporal-tracer: {name}={value!r} is not a whole number") from None
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
+
+
+def _add_db_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=_env("TEMPORAL_TRACER_DB", DEFAULT_DB_URL),
+        metavar="URL",
+        help="SQLAlchemy database URL: sqlite:///file.db or postgresql+psycopg://user@host/db "
+        "(env TEMPORAL_TRACER_DB; default %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``temporal-tracer``."""
+    parser = argparse.ArgumentParser(
+        prog="temporal-tracer",
+        description="Trace Temporal workflows across namespaces: link Nexus calls and "
+        "activity wrappers from histories and spans, and show the whole call tree.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("TEMPORAL_TRACER_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log verbosity (env TEMPORAL_TRACER_LOG_LEVEL; default %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the collector: history linker, UI and JSON API, OTLP/HTTP receiver",
+        description="Link the call trees of the given namespaces and serve them.",
+    )
+    _add_db_flag(serve)
+    serve.add_argument(
+        "--temporal-address",
+        default=_env("TEMPORAL_ADDRESS"),
+        metavar="HOST:PORT",
+        help="Temporal frontend for namespaces without a profile of their own "
+        "(env TEMPORAL_ADDRESS; default localhost:7233)",
+    )
+    serve.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="a namespace to link; repeat for each (env TEMPORAL_TRACER_NAMESPACES, "
+        "comma-separated)",
+    )
+    serve.add_argument("--host", default=_env("TEMPORAL_TRACER_HOST", "127.0.0.1"),
+                       help="address to bind (env TEMPORAL_TRACER_HOST; default %(default)s)")
+    serve.add_argument("--port", type=int, default=_env_int("TEMPORAL_TRACER_PORT", 8700),
+                       help="UI and JSON API port (env TEMPORAL_TRACER_PORT; default %(default)s)")
+    serve.add_argument(
+        "--otlp-port",
+        type=int,
+        default=_env_int("TEMPORAL_TRACER_OTLP_PORT", 4318),
+        help="OTLP/HTTP receiver port (env TEMPORAL_TRACER_OTLP_PORT; default %(default)s)",
+    )
+    serve.add_argument(
+        "--profile-file",
+        type=Path,
+        default=_env("TEMPORAL_CONFIG_FILE"),
+        metavar="FILE",
+        help="Temporal client profiles (TOML); a profile named after a namespace gives its "
+        "address, TLS and API key (env TEMPORAL_CONFIG_FILE)",
+    )
+    serve.add_argument(
+        "--poll-interval",
+        type=float,
+        default=float(_env("TEMPORAL_TRACER_POLL_INTERVAL", "1.0") or 1.0),
+        metavar="SECONDS",
+        help="how often each namespace is listed (env TEMPORAL_TRACER_POLL_INTERVAL; "
+        "default %(default)s)",
+    )
+    serve.add_argument(
+        "--temporal-ui-url",
+        default=_env("TEMPORAL_TRACER_TEMPORAL_UI_URL"),
+        metavar="URL",
+        help="base URL of the Temporal Web UI, to link each workflow to its history "
+        "(env TEMPORAL_TRACER_TEMPORAL_UI_URL)",
+    )
+
+    db = commands.add_parser("db", help="manage the store's schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser("upgrade", help="apply the Alembic migrations")
+    _add_db_flag(upgrade)
+
+    from .demo._runner import add_demo_arguments  # noqa: PLC0415 - keeps startup light
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the cross-namespace sample: embedded Temporal, collector, workers",
+        description="Start an embedded Temporal dev server with the namespaces orders, "
+        "payments, notifications and inventory, the collector on SQLite and the sample "
+        "workers; place the sample orders and print where to look. Ctrl-C stops it all.",
+    )
+    add_demo_arguments(demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``temporal-tracer``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "db":
+            upgrade_database(create_db_engine(args.db))
+            return 0
+        if args.command == "serve":
+            namespaces = args.namespaces or _env_list("TEMPORAL_TRACER_NAMESPACES")
+            if not namespaces:
+                print("temporal-tracer serve: give at least one --namespace", file=sys.stderr)
+                return 2
+            settings = ServeSettings(
+                db_url=args.db,
+                namespaces=namespaces,
+                temporal_address=args.temporal_address,
+                profile_file=args.profile_file,
+                host=args.host,
+                port=args.port,
+                otlp_port=args.otlp_port,
+                poll_interval=args.poll_interval,
+                temporal_ui_url=args.temporal_ui_url,
+            )
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(serve_forever(settings))
+            return 0
+        from .demo._runner import run_demo  # noqa: PLC0415
+
+        return run_demo(args)
+    except PortBusyError as err:
+        print(f"temporal-tracer: {err}", file=sys.stderr)
+        return 1
