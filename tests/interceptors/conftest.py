@@ -1,0 +1,90 @@
+"""Fixtures of the interceptor tests: in-memory span collection, per-module Nexus endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
+from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
+from temporalio.client import Client
+
+from tracer.devserver import DevServer
+
+
+@dataclass
+class Otel:
+    provider: TracerProvider
+    exporter: InMemorySpanExporter
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+
+@pytest.fixture
+def otel() -> Otel:
+    """A private tracer provider exporting synchronously into memory (never the global)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return Otel(provider, exporter)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    namespace: str
+    task_queue: str
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+async def echo_endpoint(temporal_server: DevServer) -> Endpoint:
+    """A Nexus endpoint of this module's own, targeting a unique task queue in payments."""
+    client = await Client.connect(temporal_server.address, namespace="default")
+    endpoint = Endpoint(unique("tt-echo"), "payments", unique("tt-echo-tq"))
+    await client.operator_service.create_nexus_endpoint(
+        CreateNexusEndpointRequest(
+            spec=EndpointSpec(
+                name=endpoint.name,
+                target=EndpointTarget(
+                    worker=EndpointTarget.Worker(
+                        namespace=endpoint.namespace, task_queue=endpoint.task_queue
+                    )
+                ),
+            )
+        )
+    )
+    return endpoint
+
+
+def named(spans: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
+    return [span for span in spans if span.name == name]
+
+
+def one(spans: Sequence[ReadableSpan], name: str) -> ReadableSpan:
+    found = named(spans, name)
+    assert len(found) == 1, f"{name}: {len(found)} spans; have {sorted(s.name for s in spans)}"
+    return found[0]
+
+
+def parent_id(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def span_id(span: ReadableSpan) -> int:
+    assert span.context is not None
+    return span.context.span_id
+
+
+def trace_id(span: ReadableSpan) -> int:
+    assert span.context is not None
+    return span.context.trace_id
