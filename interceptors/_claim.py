@@ -35,12 +35,15 @@ _CLOCK_SKEW_SECONDS = 60.0
 
 
 def link_key(key: str | bytes | None = None) -> bytes | None:
-    """The claim-signing key: ``key`` if given, else ``$TEMPORAL_TRACER_LINK_KEY``."""
+    """The claim-signing key: ``key`` if given, else ``$TEMPORAL_TRACER_LINK_KEY``.
+
+    An empty key means "no key" (claims are then unsigned).
+    """
     if key is None:
         key = os.environ.get(LINK_KEY_ENV) or None
     if key is None:
         return None
-    return key.encode() if isinstance(key, str) else key
+    return (key.encode() if isinstance(key, str) else key) or None
 
 
 def _b64(data: bytes) -> str:
