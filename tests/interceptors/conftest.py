@@ -25,14 +25,18 @@ class Otel:
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
 
+    @classmethod
+    def fresh(cls) -> Otel:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return cls(provider, exporter)
+
 
 @pytest.fixture
 def otel() -> Otel:
     """A private tracer provider exporting synchronously into memory (never the global)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return Otel(provider, exporter)
+    return Otel.fresh()
 
 
 @dataclass(frozen=True)
