@@ -6,16 +6,24 @@ fails the test instead of skipping it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import time
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from temporalio.client import Client
 
-from tracer.demo._model import ENDPOINTS, NAMESPACES
-from tracer.devserver import DevServer, find_temporal_cli
+from tracer.collector import Collector, ServeSettings, run_collector
+from tracer.demo._fleet import OrderOutcome, run_orders, run_sample_fleet, sample_orders
+from tracer.demo._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE
+from tracer.devserver import DevServer, find_temporal_cli, free_port
 
 REQUIRE_ALL = os.environ.get("TRACER_REQUIRE_ALL") == "1"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -80,3 +88,66 @@ def which_or_fail(program: str) -> str:
         skip_or_fail(f"{program} is not installed")
     assert found is not None
     return found
+
+
+@dataclass
+class LinkedSample:
+    """The sample's orders, run once per session, and a collector that linked them."""
+
+    collector: Collector
+    api: httpx.AsyncClient
+    outcomes: dict[str, OrderOutcome]
+    order_ids: dict[str, str]  # scenario name ("ok", "poll", "declined", "slow") -> order id
+
+    async def tree(self, namespace: str, workflow_id: str) -> dict[str, Any]:
+        """The call tree as the JSON API returns it."""
+        response = await self.api.get(f"/api/workflows/{namespace}/{workflow_id}/tree")
+        response.raise_for_status()
+        root: dict[str, Any] = response.json()["root"]
+        return root
+
+
+def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node["children"] for n in _nodes(child))]
+
+
+@pytest.fixture(scope="session")
+async def linked_sample(
+    temporal_server: DevServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LinkedSample]:
+    """Run the sample's four orders and a collector on SQLite until their trees are linked."""
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('collector') / 'tracer.db'}"
+    settings = ServeSettings(
+        db_url=db_url,
+        namespaces=list(NAMESPACES),
+        temporal_address=temporal_server.address,
+        port=free_port(),
+        otlp_port=free_port(),
+        poll_interval=0.3,
+    )
+    async with (
+        run_collector(settings) as collector,
+        run_sample_fleet(temporal_server.address, inventory_port=free_port()) as fleet,
+        httpx.AsyncClient(base_url=collector.ui_url, timeout=10) as api,
+    ):
+        tag = uuid.uuid4().hex[:8]
+        orders = sample_orders(tag)
+        outcomes = await run_orders(fleet.clients[ORDERS_NAMESPACE], orders)
+        order_ids = {order.id.rsplit("-", 1)[1]: order.id for order in orders}
+        sample = LinkedSample(collector, api, {o.order_id: o for o in outcomes}, order_ids)
+        deadline = time.monotonic() + 60
+        pending = set(order_ids.values())
+        while pending and time.monotonic() < deadline:
+            for order_id in list(pending):
+                response = await api.get(f"/api/workflows/{ORDERS_NAMESPACE}/{order_id}/tree")
+                if response.status_code != 200:
+                    continue
+                root = response.json()["root"]
+                if root["status"] != "running" and any(
+                    node["kind"] == "workflow" and node["namespace"] != ORDERS_NAMESPACE
+                    for node in _nodes(root)
+                ):
+                    pending.discard(order_id)
+            await asyncio.sleep(0.2)
+        assert not pending, f"orders not closed and linked across namespaces within 60 s: {pending}"
+        yield sample

@@ -40,7 +40,9 @@ def load_connect_configs(
     profiles: Mapping[str, ClientConfigProfile] = {}
     if profile_file is not None:
         profiles = ClientConfig.load(config_source=profile_file).profiles
-    by_namespace = {profile.namespace: profile for profile in profiles.values() if profile.namespace}
+    by_namespace = {
+        profile.namespace: profile for profile in profiles.values() if profile.namespace
+    }
     default = ClientConfigProfile.load(
         disable_file=profile_file is None,
         config_source=profile_file,

@@ -104,9 +104,15 @@ _WORKFLOW_CLOSE = {
 
 # Close events of calls: event type -> (attribute field, status).
 _CALL_CLOSE = {
-    _E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: ("activity_task_completed_event_attributes", "completed"),
+    _E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: (
+        "activity_task_completed_event_attributes",
+        "completed",
+    ),
     _E.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("activity_task_failed_event_attributes", "failed"),
-    _E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: ("activity_task_timed_out_event_attributes", "timed_out"),
+    _E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (
+        "activity_task_timed_out_event_attributes",
+        "timed_out",
+    ),
     _E.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("activity_task_canceled_event_attributes", "canceled"),
     _E.EVENT_TYPE_NEXUS_OPERATION_COMPLETED: (
         "nexus_operation_completed_event_attributes",
@@ -117,7 +123,10 @@ _CALL_CLOSE = {
         "nexus_operation_timed_out_event_attributes",
         "timed_out",
     ),
-    _E.EVENT_TYPE_NEXUS_OPERATION_CANCELED: ("nexus_operation_canceled_event_attributes", "canceled"),
+    _E.EVENT_TYPE_NEXUS_OPERATION_CANCELED: (
+        "nexus_operation_canceled_event_attributes",
+        "canceled",
+    ),
     _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
         "child_workflow_execution_completed_event_attributes",
         "completed",
@@ -383,9 +392,8 @@ def parse_history(
         elif kind in _CALL_CLOSE:
             field_name, status = _CALL_CLOSE[kind]
             attrs_any = getattr(event, field_name)
-            scheduled = (
-                getattr(attrs_any, "scheduled_event_id", 0)
-                or getattr(attrs_any, "initiated_event_id", 0)
+            scheduled = getattr(attrs_any, "scheduled_event_id", 0) or getattr(
+                attrs_any, "initiated_event_id", 0
             )
             call = call_for(scheduled)
             if call is None:

@@ -8,6 +8,7 @@ other configured namespaces, and resumes from a per-namespace cursor after a res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -56,11 +57,13 @@ class HistoryLinker:
         await asyncio.to_thread(self.store.reset_namespace_status, self.connections.namespaces)
         logger.info("linking namespaces: %s", ", ".join(self.connections.namespaces))
         while not stop.is_set():
-            await self.poll_once()
             try:
+                await self.poll_once()
+            except Exception:
+                # A bug or a database hiccup must not end linking: log it and poll again.
+                logger.exception("linker pass failed; retrying in %.1fs", self.poll_interval)
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
-            except TimeoutError:
-                pass
 
     async def poll_once(self) -> PollReport:
         """One pass: refresh endpoints, then read what changed in every namespace."""
@@ -159,7 +162,9 @@ class HistoryLinker:
     ) -> RunFacts | None:
         async with self._fetch_slots:
             try:
-                history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+                history = await client.get_workflow_handle(
+                    workflow_id, run_id=run_id
+                ).fetch_history()
             except RPCError as err:
                 if err.status == RPCStatusCode.NOT_FOUND:
                     return None  # deleted by retention between list and read

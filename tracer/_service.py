@@ -56,7 +56,7 @@ def _http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
 
 def _otlp_app(store: Store) -> FastAPI | None:
     try:
-        from ._receiver import create_receiver_app  # noqa: PLC0415
+        from ._receiver import create_receiver_app
     except ImportError:  # receiver not built into this version
         return None
     app: FastAPI = create_receiver_app(store)
@@ -66,7 +66,7 @@ def _otlp_app(store: Store) -> FastAPI | None:
 @contextlib.asynccontextmanager
 async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     """Start the collector in the running event loop; stop it when the context exits."""
-    from web import WebSettings, create_app  # noqa: PLC0415 - web imports tracer
+    from web import WebSettings, create_app
 
     if not settings.namespaces:
         raise ValueError("no namespace to link: give --namespace at least once")

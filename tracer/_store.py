@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ._history import RunFacts
@@ -54,6 +55,13 @@ class Store:
 
     def save_run(self, facts: RunFacts) -> None:
         """Store one run's facts: the run and its calls are upserted, links only added."""
+        try:
+            self._save_run(facts)
+        except IntegrityError:
+            # Two readers of the same run raced to insert it; the second one now updates.
+            self._save_run(facts)
+
+    def _save_run(self, facts: RunFacts) -> None:
         now = _now()
         run_values = {
             "namespace": facts.namespace,
@@ -130,9 +138,7 @@ class Store:
     def endpoint_namespaces(self) -> dict[str, str]:
         """Map of Nexus endpoint name to the namespace it targets."""
         with self.session() as session:
-            rows = session.execute(
-                select(NexusEndpointRow.name, NexusEndpointRow.target_namespace)
-            )
+            rows = session.execute(select(NexusEndpointRow.name, NexusEndpointRow.target_namespace))
             return {name: namespace for name, namespace in rows}
 
     # --- namespace state -----------------------------------------------------------

@@ -127,11 +127,8 @@ def _topmost(session: Session, run: WorkflowRun) -> WorkflowRun:
 class _Builder:
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.endpoints = dict(
-            session.execute(select(NexusEndpointRow.name, NexusEndpointRow.target_namespace))
-            .tuples()
-            .all()
-        )
+        rows = session.execute(select(NexusEndpointRow.name, NexusEndpointRow.target_namespace))
+        self.endpoints: dict[str, str] = {name: namespace for name, namespace in rows}
         self.placed: set[int] = set()
 
     def run_node(self, run: WorkflowRun, link: str, verified: bool, depth: int) -> TreeNode:
@@ -167,9 +164,9 @@ class _Builder:
         self, run: WorkflowRun, call: Call, links: list[Link] | Any, depth: int
     ) -> TreeNode:
         details: dict[str, Any] = {"event_id": call.event_id, "attempt": call.attempt}
-        for key in ("activity_id", "endpoint", "service", "operation", "request_id"):
-            if (value := getattr(call, key)) is not None:
-                details[key] = value
+        for attr in ("activity_id", "endpoint", "service", "operation", "request_id"):
+            if (value := getattr(call, attr)) is not None:
+                details[attr] = value
         if call.operation_token:
             details["operation_token"] = call.operation_token
         node = TreeNode(
@@ -196,9 +193,9 @@ class _Builder:
             handlers[key] = (handler, link, verified)
         for handler, link, verified in sorted(handlers.values(), key=lambda h: h[0].start_time):
             node.children.append(self.run_node(handler, link.kind, verified, depth + 1))
-        if call.kind == "nexus_operation" and not call.operation_token and not handlers:
-            if call.status != "running":
-                node.children.append(self._sync_handler_node(call))
+        sync_done = not call.operation_token and call.status != "running"
+        if call.kind == "nexus_operation" and sync_done and not handlers:
+            node.children.append(self._sync_handler_node(call))
         return node
 
     def _resolve_handler(self, link: Link, call: Call) -> WorkflowRun | None:

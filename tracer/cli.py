@@ -91,10 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a namespace to link; repeat for each (env TEMPORAL_TRACER_NAMESPACES, "
         "comma-separated)",
     )
-    serve.add_argument("--host", default=_env("TEMPORAL_TRACER_HOST", "127.0.0.1"),
-                       help="address to bind (env TEMPORAL_TRACER_HOST; default %(default)s)")
-    serve.add_argument("--port", type=int, default=_env_int("TEMPORAL_TRACER_PORT", 8700),
-                       help="UI and JSON API port (env TEMPORAL_TRACER_PORT; default %(default)s)")
+    serve.add_argument(
+        "--host",
+        default=_env("TEMPORAL_TRACER_HOST", "127.0.0.1"),
+        help="address to bind (env TEMPORAL_TRACER_HOST; default %(default)s)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=_env_int("TEMPORAL_TRACER_PORT", 8700),
+        help="UI and JSON API port (env TEMPORAL_TRACER_PORT; default %(default)s)",
+    )
     serve.add_argument(
         "--otlp-port",
         type=int,
@@ -130,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="apply the Alembic migrations")
     _add_db_flag(upgrade)
 
-    from .demo._runner import add_demo_arguments  # noqa: PLC0415 - keeps startup light
+    from .demo._runner import add_demo_arguments
 
     demo = commands.add_parser(
         "demo",
@@ -174,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(serve_forever(settings))
             return 0
-        from .demo._runner import run_demo  # noqa: PLC0415
+        from .demo._runner import run_demo
 
         return run_demo(args)
     except PortBusyError as err:

@@ -27,22 +27,42 @@ LINK_WAIT_SECONDS = 60.0
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``temporal-tracer demo``."""
-    parser.add_argument("--workdir", type=Path, default=Path(".demo"),
-                        help="where the demo keeps its database and logs (default %(default)s)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".demo"),
+        help="where the demo keeps its database and logs (default %(default)s)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8700,
-                        help="tracer UI and API port (default %(default)s)")
-    parser.add_argument("--otlp-port", type=int, default=4318,
-                        help="OTLP/HTTP receiver port (default %(default)s)")
-    parser.add_argument("--temporal-port", type=int, default=7233,
-                        help="embedded Temporal gRPC port (default %(default)s)")
-    parser.add_argument("--temporal-ui-port", type=int, default=8233,
-                        help="embedded Temporal Web UI port (default %(default)s)")
-    parser.add_argument("--inventory-port", type=int, default=8702,
-                        help="the sample inventory HTTP API's port (default %(default)s)")
-    parser.add_argument("--exit-when-ready", action="store_true",
-                        help="stop everything once the trees are linked, instead of serving "
-                        "until Ctrl-C")
+    parser.add_argument(
+        "--port", type=int, default=8700, help="tracer UI and API port (default %(default)s)"
+    )
+    parser.add_argument(
+        "--otlp-port", type=int, default=4318, help="OTLP/HTTP receiver port (default %(default)s)"
+    )
+    parser.add_argument(
+        "--temporal-port",
+        type=int,
+        default=7233,
+        help="embedded Temporal gRPC port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--temporal-ui-port",
+        type=int,
+        default=8233,
+        help="embedded Temporal Web UI port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--inventory-port",
+        type=int,
+        default=8702,
+        help="the sample inventory HTTP API's port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--exit-when-ready",
+        action="store_true",
+        help="stop everything once the trees are linked, instead of serving until Ctrl-C",
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -55,7 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
         (args.inventory_port, "inventory API"),
     ):
         ensure_port_free(port, what, args.host)
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(_demo(args))
     print("temporal-tracer demo stopped; nothing left running.", flush=True)
     return 0
@@ -65,9 +85,12 @@ async def _demo(args: argparse.Namespace) -> None:
     # The sample fails some calls on purpose; the SDK would log each with a traceback.
     logging.getLogger("temporalio").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    stop = asyncio.Event()
+    # Ctrl-C or a TERM at any stage cancels the demo; every finally below stops its part.
+    main = asyncio.current_task()
+    assert main is not None
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, main.cancel)
     workdir: Path = args.workdir
     # A fresh Temporal server each run, so a fresh store too: the demo shows this run.
     shutil.rmtree(workdir, ignore_errors=True)
@@ -107,22 +130,26 @@ async def _demo(args: argparse.Namespace) -> None:
                 await _wait_linked(collector, outcomes)
                 _print_ready(collector, server, outcomes, time.monotonic() - started)
                 if not args.exit_when_ready:
-                    await stop.wait()
+                    await asyncio.Event().wait()
     finally:
         server.stop()
 
 
 async def _wait_linked(collector: Collector, outcomes: list[OrderOutcome]) -> None:
-    """Wait until each order's tree reaches into another namespace (or give up, loudly)."""
+    """Wait until each order is closed and its tree reaches into another namespace."""
     deadline = time.monotonic() + LINK_WAIT_SECONDS
     waiting = {outcome.order_id for outcome in outcomes}
     while waiting and time.monotonic() < deadline:
         for order_id in list(waiting):
             with collector.store.session() as session:
                 root = build_tree(session, ORDERS_NAMESPACE, order_id)
-            if root is not None and any(
-                node.kind == "workflow" and node.namespace != ORDERS_NAMESPACE
-                for node in root.walk()
+            if (
+                root is not None
+                and root.status != "running"
+                and any(
+                    node.kind == "workflow" and node.namespace != ORDERS_NAMESPACE
+                    for node in root.walk()
+                )
             ):
                 waiting.discard(order_id)
         await asyncio.sleep(0.25)

@@ -118,7 +118,7 @@ class OrderWorkflow:
             if order.stock_mode == "poll"
             else OrderActivities.reserve_stock
         )
-        reservation_id = await workflow.execute_activity(
+        reservation_id = await workflow.execute_activity_method(
             reserve,
             stock,
             start_to_close_timeout=timedelta(seconds=60),

@@ -63,16 +63,19 @@ class ProcessPaymentWorkflow:
 
     @workflow.run
     async def run(self, payment: Payment) -> PaymentResult:
-        options = {
-            "start_to_close_timeout": timedelta(seconds=10),
-            "retry_policy": RetryPolicy(maximum_attempts=3),
-        }
-        await workflow.execute_activity(validate_payment, payment, **options)  # type: ignore[arg-type]
+        timeout, retry = timedelta(seconds=10), RetryPolicy(maximum_attempts=3)
+        await workflow.execute_activity(
+            validate_payment, payment, start_to_close_timeout=timeout, retry_policy=retry
+        )
         if payment.bank == SLOW_BANK:
             # The slow bank takes longer than the caller is willing to wait.
             await workflow.sleep(timedelta(seconds=20))
-        payment_id = await workflow.execute_activity(charge_card, payment, **options)  # type: ignore[arg-type]
-        await workflow.execute_activity(record_transaction, payment_id, **options)  # type: ignore[arg-type]
+        payment_id = await workflow.execute_activity(
+            charge_card, payment, start_to_close_timeout=timeout, retry_policy=retry
+        )
+        await workflow.execute_activity(
+            record_transaction, payment_id, start_to_close_timeout=timeout, retry_policy=retry
+        )
         return PaymentResult(payment_id=payment_id, status="charged")
 
 
@@ -81,9 +84,15 @@ class PaymentsServiceHandler:
     """Handlers of :class:`PaymentsService`, run by the payments worker."""
 
     @nexusrpc.handler.sync_operation
-    async def get_quote(self, ctx: nexusrpc.handler.StartOperationContext, payment: Payment) -> Quote:
+    async def get_quote(
+        self, ctx: nexusrpc.handler.StartOperationContext, payment: Payment
+    ) -> Quote:
         """Answer at once: no workflow is started (a sync operation)."""
-        return Quote(order_id=payment.order_id, amount=payment.amount, fee=round(payment.amount * FEE_RATE, 2))
+        return Quote(
+            order_id=payment.order_id,
+            amount=payment.amount,
+            fee=round(payment.amount * FEE_RATE, 2),
+        )
 
     @nexus.workflow_run_operation
     async def process_payment(
