@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from temporalio.client import Client, Interceptor, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
+
+from interceptors import TracingInterceptor
 
 from . import inventory, notifications, orders, payments
 from ._model import (
@@ -79,11 +81,23 @@ async def run_sample_fleet(
     address: str,
     *,
     inventory_port: int,
-    interceptors: Sequence[Interceptor] = (),
+    interceptors: Sequence[Interceptor] | None = None,
     host: str = "127.0.0.1",
 ) -> AsyncIterator[SampleFleet]:
-    """Run a worker per namespace and the inventory API until the context exits."""
-    namespaces = (ORDERS_NAMESPACE, PAYMENTS_NAMESPACE, NOTIFICATIONS_NAMESPACE, INVENTORY_NAMESPACE)
+    """Run a worker per namespace and the inventory API until the context exits.
+
+    ``interceptors`` go on every client (hence every worker); by default one
+    :class:`interceptors.TracingInterceptor` on the global tracer provider. Pass ``()``
+    for none.
+    """
+    if interceptors is None:
+        interceptors = [TracingInterceptor()]
+    namespaces = (
+        ORDERS_NAMESPACE,
+        PAYMENTS_NAMESPACE,
+        NOTIFICATIONS_NAMESPACE,
+        INVENTORY_NAMESPACE,
+    )
     clients = {
         namespace: await Client.connect(address, namespace=namespace, interceptors=interceptors)
         for namespace in namespaces
@@ -105,7 +119,11 @@ async def run_sample_fleet(
             clients[PAYMENTS_NAMESPACE],
             task_queue=PAYMENTS_TASK_QUEUE,
             workflows=[payments.ProcessPaymentWorkflow],
-            activities=[payments.validate_payment, payments.charge_card, payments.record_transaction],
+            activities=[
+                payments.validate_payment,
+                payments.charge_card,
+                payments.record_transaction,
+            ],
             nexus_service_handlers=[payments.PaymentsServiceHandler()],
         ),
         Worker(
@@ -142,7 +160,9 @@ async def run_sample_fleet(
         yield fleet
     finally:
         api.should_exit = True
-        await asyncio.gather(*(worker.shutdown() for worker in fleet.workers), return_exceptions=True)
+        await asyncio.gather(
+            *(worker.shutdown() for worker in fleet.workers), return_exceptions=True
+        )
         await asyncio.gather(api_task, *worker_tasks, return_exceptions=True)
 
 

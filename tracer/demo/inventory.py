@@ -17,6 +17,8 @@ from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from interceptors.http import CallerContextMiddleware
+
 from ._model import INVENTORY_TASK_QUEUE, Reservation, StockRequest
 
 __all__ = ["ReserveStockWorkflow", "create_inventory_api", "reserve_items"]
@@ -51,6 +53,9 @@ class ReservationBody(BaseModel):
 def create_inventory_api(client: Client) -> FastAPI:
     """The inventory team's HTTP API, starting workflows through ``client``."""
     app = FastAPI(title="inventory API (temporal-tracer sample)")
+    # Reads the caller claim and traceparent, so the workflows started below record their
+    # caller (through a client with interceptors.TracingInterceptor).
+    app.add_middleware(CallerContextMiddleware)
 
     @app.post("/reservations")
     async def reserve(body: ReservationBody) -> dict[str, Any]:

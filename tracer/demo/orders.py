@@ -12,6 +12,8 @@ from temporalio.exceptions import ApplicationError, NexusOperationError, Timeout
 with workflow.unsafe.imports_passed_through():
     import httpx
 
+    import interceptors.http
+
     from .notifications import NotificationsService
     from .payments import PaymentsService
 
@@ -43,10 +45,18 @@ class OrderActivities:
     def __init__(self, inventory_url: str) -> None:
         self._inventory_url = inventory_url.rstrip("/")
 
+    def _http(self) -> httpx.AsyncClient:
+        # Every request carries traceparent and the signed caller claim of this activity.
+        return httpx.AsyncClient(
+            base_url=self._inventory_url,
+            timeout=30,
+            event_hooks=interceptors.http.async_httpx_hooks(),
+        )
+
     @activity.defn
     async def reserve_stock(self, request: StockRequest) -> str:
         """Ask the inventory API to reserve stock and wait for its answer."""
-        async with httpx.AsyncClient(base_url=self._inventory_url, timeout=30) as http:
+        async with self._http() as http:
             response = await http.post(
                 "/reservations", json={"order_id": request.order_id, "items": request.items}
             )
@@ -56,7 +66,7 @@ class OrderActivities:
     @activity.defn
     async def reserve_stock_and_poll(self, request: StockRequest) -> str:
         """Ask the inventory API to start a reservation, then poll until it is done."""
-        async with httpx.AsyncClient(base_url=self._inventory_url, timeout=30) as http:
+        async with self._http() as http:
             body = {"order_id": request.order_id, "items": request.items, "wait": False}
             started = await http.post("/reservations", json=body)
             started.raise_for_status()

@@ -10,7 +10,9 @@ from temporalio import activity, nexus, workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from ._model import Payment, PaymentResult, Quote
+import interceptors
+
+from ._model import ORDERS_NAMESPACE, Payment, PaymentResult, Quote
 
 __all__ = [
     "PaymentsService",
@@ -88,6 +90,7 @@ class PaymentsServiceHandler:
         self, ctx: nexusrpc.handler.StartOperationContext, payment: Payment
     ) -> Quote:
         """Answer at once: no workflow is started (a sync operation)."""
+        interceptors.require_caller_namespace(ORDERS_NAMESPACE)  # the seed's allowed callers
         return Quote(
             order_id=payment.order_id,
             amount=payment.amount,
@@ -99,6 +102,7 @@ class PaymentsServiceHandler:
         self, ctx: nexus.WorkflowRunOperationContext, payment: Payment
     ) -> nexus.WorkflowHandle[PaymentResult]:
         """Start ``ProcessPaymentWorkflow`` (an async operation)."""
+        interceptors.require_caller_namespace(ORDERS_NAMESPACE)
         return await ctx.start_workflow(
             ProcessPaymentWorkflow.run, payment, id=f"payment-{payment.order_id}"
         )
