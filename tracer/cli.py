@@ -8,8 +8,6 @@ their usual meaning.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -17,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
+from ._process import run_until_signalled
 from ._service import ServeSettings, serve_forever
 from .devserver import PortBusyError
 
@@ -178,8 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 poll_interval=args.poll_interval,
                 temporal_ui_url=args.temporal_ui_url,
             )
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(serve_forever(settings))
+            run_until_signalled(serve_forever(settings))
             return 0
         from .demo._runner import run_demo
 

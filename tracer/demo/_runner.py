@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import shutil
-import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .._process import run_until_signalled
 from .._service import Collector, ServeSettings, run_collector
 from .._tree import build_tree
 from ..devserver import DevServer, ensure_port_free
@@ -75,8 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
         (args.inventory_port, "inventory API"),
     ):
         ensure_port_free(port, what, args.host)
-    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(_demo(args))
+    run_until_signalled(_demo(args))
     print("temporal-tracer demo stopped; nothing left running.", flush=True)
     return 0
 
@@ -85,12 +83,6 @@ async def _demo(args: argparse.Namespace) -> None:
     # The sample fails some calls on purpose; the SDK would log each with a traceback.
     logging.getLogger("temporalio").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Ctrl-C or a TERM at any stage cancels the demo; every finally below stops its part.
-    main = asyncio.current_task()
-    assert main is not None
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, main.cancel)
     workdir: Path = args.workdir
     # A fresh Temporal server each run, so a fresh store too: the demo shows this run.
     shutil.rmtree(workdir, ignore_errors=True)

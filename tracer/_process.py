@@ -1,0 +1,26 @@
+"""Run a long-lived command until Ctrl-C or SIGTERM, letting its cleanup run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+__all__ = ["run_until_signalled"]
+
+
+async def _cancel_on_signals(main: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # A signal at any stage cancels the command; its finally blocks stop what it started.
+        loop.add_signal_handler(signum, task.cancel)
+    await task
+
+
+def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` in a new event loop until it returns or the process is signalled."""
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(_cancel_on_signals(main))
