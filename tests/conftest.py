@@ -135,6 +135,13 @@ async def linked_sample(
         outcomes = await run_orders(fleet.clients[ORDERS_NAMESPACE], orders)
         order_ids = {order.id.rsplit("-", 1)[1]: order.id for order in orders}
         sample = LinkedSample(collector, api, {o.order_id: o for o in outcomes}, order_ids)
+        # Each order is done once it closed and its tree reached every namespace it calls.
+        expected = {
+            order_ids["ok"]: set(NAMESPACES),
+            order_ids["poll"]: set(NAMESPACES),
+            order_ids["declined"]: {"orders", "payments"},
+            order_ids["slow"]: {"orders", "payments"},
+        }
         deadline = time.monotonic() + 60
         pending = set(order_ids.values())
         while pending and time.monotonic() < deadline:
@@ -143,11 +150,9 @@ async def linked_sample(
                 if response.status_code != 200:
                     continue
                 root = response.json()["root"]
-                if root["status"] != "running" and any(
-                    node["kind"] == "workflow" and node["namespace"] != ORDERS_NAMESPACE
-                    for node in _nodes(root)
-                ):
+                reached = {n["namespace"] for n in _nodes(root) if n["kind"] == "workflow"}
+                if root["status"] != "running" and reached == expected[order_id]:
                     pending.discard(order_id)
             await asyncio.sleep(0.2)
-        assert not pending, f"orders not closed and linked across namespaces within 60 s: {pending}"
+        assert not pending, f"orders not closed and fully linked within 60 s: {pending}"
         yield sample

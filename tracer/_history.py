@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from temporalio.api.common.v1 import Link as LinkProto
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
+
+from interceptors import CALLER_HEADER, decode_caller_header
 
 __all__ = [
     "CallFacts",
@@ -242,6 +245,34 @@ def _callback_links(run: RunFacts, links: Iterable[LinkProto], request_id: str =
         )
 
 
+def _header_link(run: RunFacts, payload: Payload) -> None:
+    """Record the caller that the starting client wrote into the workflow's header.
+
+    This is how an activity wrapper becomes a durable edge: the API server's client
+    interceptor writes the HTTP caller's identity (and whether its claim was signed) into
+    the header of the workflow it starts.
+    """
+    caller = decode_caller_header(payload)
+    if caller is None or not caller.run_id:
+        return
+    run.links.append(
+        LinkFacts(
+            kind=caller.kind,
+            source="header",
+            caller_namespace=caller.namespace,
+            caller_workflow_id=caller.workflow_id,
+            caller_run_id=caller.run_id,
+            caller_event_id=caller.event_id or 0,
+            caller_request_id=caller.request_id or "",
+            caller_activity_id=caller.activity_id or "",
+            handler_namespace=run.namespace,
+            handler_workflow_id=run.workflow_id,
+            handler_run_id=run.run_id,
+            verified=caller.verified,
+        )
+    )
+
+
 def parse_history(
     namespace: str, workflow_id: str, run_id: str, events: Iterable[HistoryEvent]
 ) -> RunFacts:
@@ -268,6 +299,8 @@ def parse_history(
             for callback in attrs.completion_callbacks:
                 _callback_links(run, callback.links)
             _callback_links(run, event.links)
+            if CALLER_HEADER in attrs.header.fields:
+                _header_link(run, attrs.header.fields[CALLER_HEADER])
         elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED:
             attrs_u = event.workflow_execution_options_updated_event_attributes
             for callback in attrs_u.attached_completion_callbacks:

@@ -155,3 +155,24 @@ async def test_namespaces_report_the_linker_state(linked_sample: LinkedSample) -
     assert set(states) == {"orders", "payments", "notifications", "inventory"}
     assert all(state["status"] == "ok" for state in states.values())
     assert states["orders"]["runs_linked"] >= 4
+
+
+async def test_activity_wrapper_links_the_inventory_workflow_from_its_header(
+    linked_sample: LinkedSample,
+) -> None:
+    for scenario, activity in (("ok", "reserve_stock"), ("poll", "reserve_stock_and_poll")):
+        order_id = linked_sample.order_ids[scenario]
+        root = await linked_sample.tree("orders", order_id)
+        call = _child(root, "activity", activity)
+        assert call["status"] == "completed"
+        [reservation] = call["children"]
+        assert (reservation["kind"], reservation["namespace"], reservation["name"]) == (
+            "workflow",
+            "inventory",
+            "ReserveStockWorkflow",
+        )
+        assert reservation["workflow_id"] == f"stock-{order_id}"
+        assert reservation["link"] == "activity_wrapper"
+        # The test fleet shares no signing key with the API: the claim is kept, unverified.
+        assert reservation["verified"] is False
+        assert [c["name"] for c in reservation["children"]] == ["reserve_items"]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import secrets
 import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from interceptors import LINK_KEY_ENV
 
 from .._process import run_until_signalled
 from .._service import Collector, ServeSettings, run_collector
@@ -83,6 +87,9 @@ async def _demo(args: argparse.Namespace) -> None:
     # The sample fails some calls on purpose; the SDK would log each with a traceback.
     logging.getLogger("temporalio").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The demo's activities and its inventory API share a signing key, so the activity
+    # wrapper links show as verified. In production both sides get it from the deployment.
+    os.environ.setdefault(LINK_KEY_ENV, secrets.token_hex(32))
     workdir: Path = args.workdir
     # A fresh Temporal server each run, so a fresh store too: the demo shows this run.
     shutil.rmtree(workdir, ignore_errors=True)
