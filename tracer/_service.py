@@ -54,15 +54,6 @@ def _http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     )
 
 
-def _otlp_app(store: Store) -> FastAPI | None:
-    try:
-        from ._receiver import create_receiver_app
-    except ImportError:  # receiver not built into this version
-        return None
-    app: FastAPI = create_receiver_app(store)
-    return app
-
-
 @contextlib.asynccontextmanager
 async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     """Start the collector in the running event loop; stop it when the context exits."""
@@ -87,9 +78,6 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         temporal_ui_urls={"*": settings.temporal_ui_url} if settings.temporal_ui_url else {}
     )
     servers = [_http_server(create_app(store, web_settings), settings.host, settings.port)]
-    otlp = _otlp_app(store)
-    if otlp is not None:
-        servers.append(_http_server(otlp, settings.host, settings.otlp_port))
     stop = asyncio.Event()
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     tasks.append(asyncio.create_task(linker.run(stop)))
@@ -107,8 +95,6 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
             otlp_url=f"http://{settings.host}:{settings.otlp_port}",
         )
         logger.info("tracer UI and API on %s", collector.ui_url)
-        if otlp is not None:
-            logger.info("OTLP/HTTP receiver on %s/v1/traces", collector.otlp_url)
         yield collector
     finally:
         stop.set()

@@ -170,7 +170,6 @@ def _print_ready(
         lines.append(f"  {outcome.status:<9} {url}{detail}")
     lines += [
         f"  Temporal UI:    {server.ui_address}",
-        f"  OTLP receiver:  {collector.otlp_url}/v1/traces",
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)
