@@ -188,8 +188,8 @@ async def _bench(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark from the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--workflows", type=int, default=200)
+    parser.add_argument("--workflows", type=int, default=100)
     parser.add_argument("--activities", type=int, default=5)
     parser.add_argument("--nexus", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     asyncio.run(_bench(parser.parse_args(argv)))

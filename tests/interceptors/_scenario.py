@@ -50,6 +50,7 @@ class EchoService:
     quote: nexusrpc.Operation[Charge, float]
     charge: nexusrpc.Operation[Charge, str]
     guarded: nexusrpc.Operation[Charge, str]
+    hold: nexusrpc.Operation[Charge, str]
 
 
 @activity.defn
@@ -73,6 +74,14 @@ class ChargeWorkflow:
         return f"{payment}:{caller.kind if caller else None}:{caller.namespace if caller else None}"
 
 
+@workflow.defn
+class HoldWorkflow:
+    @workflow.run
+    async def run(self, charge: Charge) -> str:
+        await workflow.sleep(timedelta(minutes=5))
+        return charge.order_id
+
+
 @nexusrpc.handler.service_handler(service=EchoService)
 class EchoServiceHandler:
     @nexusrpc.handler.sync_operation
@@ -91,6 +100,12 @@ class EchoServiceHandler:
     async def guarded(self, ctx: nexusrpc.handler.StartOperationContext, charge: Charge) -> str:
         interceptors.require_caller_namespace("admin")
         return "never"
+
+    @nexus.workflow_run_operation
+    async def hold(
+        self, ctx: nexus.WorkflowRunOperationContext, charge: Charge
+    ) -> nexus.WorkflowHandle[str]:
+        return await ctx.start_workflow(HoldWorkflow.run, charge, id=f"hold-{charge.order_id}")
 
 
 @workflow.defn
@@ -153,6 +168,24 @@ class ScenarioWorkflow:
             bumps=self.bumps,
             signals=self.signals,
         )
+
+
+@workflow.defn
+class CancelCallerWorkflow:
+    @workflow.run
+    async def run(self, endpoint: str) -> str:
+        client = workflow.create_nexus_client(endpoint=endpoint, service=EchoService)
+        handle = await client.start_operation(
+            EchoService.hold,
+            Charge(order_id=workflow.info().workflow_id, amount=1.0),
+            schedule_to_close_timeout=timedelta(seconds=30),
+        )
+        handle.cancel()
+        try:
+            await handle
+        except NexusOperationError as err:
+            return interceptors.error_kind(err)
+        return "not canceled"
 
 
 @workflow.defn

@@ -14,10 +14,12 @@ from interceptors import ATTR, CALLER_HEADER, decode_caller_header
 from tracer.devserver import DevServer
 
 from ._scenario import (
+    CancelCallerWorkflow,
     ChargeWorkflow,
     ChildWorkflow,
     EchoServiceHandler,
     FailingWorkflow,
+    HoldWorkflow,
     Scenario,
     ScenarioWorkflow,
     charge_card,
@@ -213,3 +215,39 @@ async def test_failed_workflow_and_query_spans(temporal_server: DevServer, otel:
     describe = one(spans, "DescribeWorkflow")
     assert describe.attributes is not None and describe.attributes[ATTR.OUTCOME] == "failed"
     _ = (asyncio, uuid)
+
+
+async def test_nexus_cancel_handler_span(
+    temporal_server: DevServer, echo_endpoint: Endpoint, otel: Otel
+) -> None:
+    tracing = interceptors.TracingInterceptor(otel.provider)
+    orders, payments = await _clients(temporal_server, tracing)
+    tq, wid = unique("tt-cancel"), unique("cancel")
+    async with (
+        Worker(orders, task_queue=tq, workflows=[CancelCallerWorkflow]),
+        Worker(
+            payments,
+            task_queue=echo_endpoint.task_queue,
+            workflows=[HoldWorkflow],
+            nexus_service_handlers=[EchoServiceHandler()],
+        ),
+    ):
+        kind = await orders.execute_workflow(
+            CancelCallerWorkflow.run, echo_endpoint.name, id=wid, task_queue=tq
+        )
+    assert kind == "canceled"
+    spans = otel.spans()
+    call = one(spans, "StartNexusOperation:EchoService/hold")
+    start = one(spans, "RunStartNexusOperationHandler:EchoService/hold")
+    cancel = one(spans, "RunCancelNexusOperationHandler:EchoService/hold")
+    hold = one(spans, "RunWorkflow:HoldWorkflow")
+    assert call.attributes is not None and start.attributes is not None
+    assert cancel.attributes is not None and hold.attributes is not None
+    token = start.attributes[ATTR.OPERATION_TOKEN]
+    assert cancel.attributes[ATTR.OPERATION_TOKEN] == token
+    assert call.attributes[ATTR.OPERATION_TOKEN] == token
+    assert cancel.attributes[ATTR.NAMESPACE] == "payments"
+    assert parent_id(cancel) == span_id(call)  # the cancel request carries the caller's trace
+    assert call.status.status_code == StatusCode.ERROR
+    assert call.attributes[ATTR.ERROR_KIND] == "canceled"
+    assert hold.attributes[ATTR.OUTCOME] == "canceled"
