@@ -9,17 +9,22 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 from temporalio.client import Client
 
+from tracer._db import create_db_engine, upgrade_database
+from tracer._store import Store
 from tracer.collector import Collector, ServeSettings, run_collector
 from tracer.demo._fleet import OrderOutcome, run_orders, run_sample_fleet, sample_orders
 from tracer.demo._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE
@@ -156,3 +161,86 @@ async def linked_sample(
             await asyncio.sleep(0.2)
         assert not pending, f"orders not closed and fully linked within 60 s: {pending}"
         yield sample
+
+
+def _postgres_bindir() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server (Debian's ``postgresql``) in a temporary cluster.
+
+    Yields the SQLAlchemy URL of its maintenance database; tests create their own.
+    """
+    bindir = _postgres_bindir()
+    if bindir is None:
+        skip_or_fail("PostgreSQL server binaries (Debian package postgresql) are not installed")
+    assert bindir is not None
+    # Not under pytest's temporary directory: that one is private to the current user.
+    base = Path(tempfile.mkdtemp(prefix="temporal-tracer-pg-"))
+    # PostgreSQL refuses to run as root: run it as the postgres system user then.
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+    data, log = base / "data", base / "server.log"
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "tracer", "--auth=trust",
+         "-E", "UTF8"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log),
+         "-w", "start"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://tracer@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            check=False, capture_output=True,
+        )  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on a SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tracer.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A migrated, empty store on each database the collector supports."""
+    engine = create_db_engine(db_url)
+    upgrade_database(engine)
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()
