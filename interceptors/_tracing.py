@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +39,8 @@ from ._propagation import ATTR, TRACER_HEADER, carrier_from_headers, carrier_to_
 from ._workflow import EMIT_EXTERN, SpanSpec, TracingWorkflowInboundInterceptor
 
 __all__ = ["TracingInterceptor", "caller_attributes", "propagator"]
+
+logger = logging.getLogger(__name__)
 
 # Load the context implementation now, outside any workflow sandbox (as the SDK does).
 opentelemetry.context.get_current()
@@ -141,6 +144,13 @@ class TracingInterceptor(temporalio.client.Interceptor, temporalio.worker.Interc
         return tracer
 
     def _emit_workflow_span(self, spec: SpanSpec) -> None:
+        # Called from the workflow sandbox: tracing problems must never fail a workflow task.
+        try:
+            self._export_workflow_span(spec)
+        except Exception:
+            logger.warning("could not export workflow span %s", spec.name, exc_info=True)
+
+    def _export_workflow_span(self, spec: SpanSpec) -> None:
         parent = Context()
         if spec.parent_span_id:
             trace_state = opentelemetry.trace.TraceState.from_header([spec.tracestate or ""])

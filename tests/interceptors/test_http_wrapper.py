@@ -46,6 +46,8 @@ def create_api(client: Client, task_queue: str, otel: Otel) -> FastAPI:
 
     @app.post("/reservations")
     async def reserve(body: Body) -> dict[str, Any]:
+        api_caller = interceptors.caller_info()  # the middleware made the claim current
+        assert api_caller is not None and api_caller.kind == "activity_wrapper"
         handle = await client.start_workflow(
             ReserveWorkflow.run, body.order_id, id=f"stock-{body.order_id}", task_queue=task_queue
         )

@@ -167,3 +167,25 @@ def test_traceparent_parsing() -> None:
     assert parsed is not None and parsed.format() == CALLER.traceparent
     for bad in (None, "", "00-0-0-01", "ff-" + "1" * 32 + "-" + "1" * 16 + "-01", 3):
         assert TraceParent.parse(bad) is None
+
+
+def test_grpc_metadata_helpers_and_caller_context() -> None:
+    metadata = [(k, v.encode()) for k, v in make_claim(CALLER, key="k").items()]
+    caller = interceptors.http.caller_from_metadata(metadata, key="k")
+    assert caller is not None and caller.verified and caller.workflow_id == "order-1"
+    assert interceptors.caller_info() is None
+    with interceptors.http.caller_context(caller):
+        assert interceptors.caller_info() == caller
+    assert interceptors.caller_info() is None
+    assert all(name != CLAIM_HEADER for name, _ in interceptors.http.outgoing_metadata())
+
+
+def test_require_caller_namespace_refuses_unknown_and_unverified() -> None:
+    with pytest.raises(nexusrpc.HandlerError) as refused:
+        interceptors.require_caller_namespace("orders")
+    assert refused.value.type == nexusrpc.HandlerErrorType.UNAUTHORIZED
+    unverified = CallerInfo(kind="activity_wrapper", namespace="orders", workflow_id="w")
+    with interceptors.http.caller_context(unverified), pytest.raises(nexusrpc.HandlerError):
+        interceptors.require_caller_namespace("orders")
+    with interceptors.http.caller_context(CALLER):
+        assert interceptors.require_caller_namespace("orders", "admin") == CALLER
