@@ -26,8 +26,14 @@ from temporalio.client import Client
 from tracer._db import create_db_engine, upgrade_database
 from tracer._store import Store
 from tracer.collector import Collector, ServeSettings, run_collector
-from tracer.demo._fleet import OrderOutcome, run_orders, run_sample_fleet, sample_orders
-from tracer.demo._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE
+from tracer.demo._fleet import (
+    OrderOutcome,
+    SampleFleet,
+    run_orders,
+    run_sample_fleet,
+    sample_orders,
+)
+from tracer.demo._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
 from tracer.devserver import DevServer, find_temporal_cli, free_port
 
 REQUIRE_ALL = os.environ.get("TRACER_REQUIRE_ALL") == "1"
@@ -100,6 +106,7 @@ class LinkedSample:
     """The sample's orders, run once per session, and a collector that linked them."""
 
     collector: Collector
+    fleet: SampleFleet
     api: httpx.AsyncClient
     outcomes: dict[str, OrderOutcome]
     order_ids: dict[str, str]  # scenario name ("ok", "poll", "declined", "slow") -> order id
@@ -114,6 +121,36 @@ class LinkedSample:
 
 def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [node, *(n for child in node["children"] for n in _nodes(child))]
+
+
+def expected_namespaces(order: Order) -> set[str]:
+    """The namespaces an order of the sample reaches: a failed payment stops it early."""
+    if order.id.endswith(("-declined", "-slow")):
+        return {"orders", "payments"}
+    return set(NAMESPACES)
+
+
+async def wait_linked(
+    api: httpx.AsyncClient, expected: dict[str, set[str]], timeout: float
+) -> set[str]:
+    """Wait until each order is closed and its tree reaches the expected namespaces.
+
+    Returns the orders still not there when ``timeout`` runs out.
+    """
+    deadline = time.monotonic() + timeout
+    pending = set(expected)
+    while pending and time.monotonic() < deadline:
+        for order_id in list(pending):
+            response = await api.get(f"/api/workflows/{ORDERS_NAMESPACE}/{order_id}/tree")
+            if response.status_code != 200:
+                continue
+            root = response.json()["root"]
+            reached = {n["namespace"] for n in _nodes(root) if n["kind"] == "workflow"}
+            if root["status"] != "running" and reached == expected[order_id]:
+                pending.discard(order_id)
+        if pending:
+            await asyncio.sleep(0.2)
+    return pending
 
 
 @pytest.fixture(scope="session")
@@ -139,26 +176,10 @@ async def linked_sample(
         orders = sample_orders(tag)
         outcomes = await run_orders(fleet.clients[ORDERS_NAMESPACE], orders)
         order_ids = {order.id.rsplit("-", 1)[1]: order.id for order in orders}
-        sample = LinkedSample(collector, api, {o.order_id: o for o in outcomes}, order_ids)
-        # Each order is done once it closed and its tree reached every namespace it calls.
-        expected = {
-            order_ids["ok"]: set(NAMESPACES),
-            order_ids["poll"]: set(NAMESPACES),
-            order_ids["declined"]: {"orders", "payments"},
-            order_ids["slow"]: {"orders", "payments"},
-        }
-        deadline = time.monotonic() + 60
-        pending = set(order_ids.values())
-        while pending and time.monotonic() < deadline:
-            for order_id in list(pending):
-                response = await api.get(f"/api/workflows/{ORDERS_NAMESPACE}/{order_id}/tree")
-                if response.status_code != 200:
-                    continue
-                root = response.json()["root"]
-                reached = {n["namespace"] for n in _nodes(root) if n["kind"] == "workflow"}
-                if root["status"] != "running" and reached == expected[order_id]:
-                    pending.discard(order_id)
-            await asyncio.sleep(0.2)
+        sample = LinkedSample(collector, fleet, api, {o.order_id: o for o in outcomes}, order_ids)
+        pending = await wait_linked(
+            api, {order.id: expected_namespaces(order) for order in orders}, timeout=60
+        )
         assert not pending, f"orders not closed and fully linked within 60 s: {pending}"
         yield sample
 
