@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -125,15 +126,94 @@ def _topmost(session: Session, run: WorkflowRun) -> WorkflowRun:
 
 
 class _Builder:
+    """Builds a tree level by level: a handful of queries per depth, not per node."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
         rows = session.execute(select(NexusEndpointRow.name, NexusEndpointRow.target_namespace))
         self.endpoints: dict[str, str] = {name: namespace for name, namespace in rows}
         self.placed: set[int] = set()
 
-    def run_node(self, run: WorkflowRun, link: str, verified: bool, depth: int) -> TreeNode:
+    def build(self, root: WorkflowRun) -> TreeNode:
+        root_node = self.run_node(root, "root", True)
+        level = [(root, root_node)]
+        for _depth in range(MAX_DEPTH):
+            if not level:
+                break
+            level = self.expand(level)
+        return root_node
+
+    def expand(
+        self, level: list[tuple[WorkflowRun, TreeNode]]
+    ) -> list[tuple[WorkflowRun, TreeNode]]:
+        """Attach the calls of every run in ``level``; return the handler runs found below."""
+        runs = [run for run, _ in level]
+        calls: dict[int, list[Call]] = defaultdict(list)
+        for call in self.session.scalars(
+            select(Call).where(Call.run_pk.in_([run.id for run in runs])).order_by(Call.event_id)
+        ):
+            calls[call.run_pk].append(call)
+        links: dict[tuple[str, str], list[Link]] = defaultdict(list)
+        for link in self.session.scalars(
+            select(Link).where(Link.caller_run_id.in_({run.run_id for run in runs}))
+        ):
+            links[(link.caller_namespace, link.caller_run_id)].append(link)
+        handlers = self._handler_runs([link for group in links.values() for link in group])
+        next_level: list[tuple[WorkflowRun, TreeNode]] = []
+        for run, node in level:
+            run_links = links.get((run.namespace, run.run_id), [])
+            for call in calls.get(run.id, []):
+                call_node = self.call_node(run, call)
+                node.children.append(call_node)
+                found: dict[int, tuple[WorkflowRun, Link, bool]] = {}
+                for link in run_links:
+                    handler = _pick_handler(handlers, link, call)
+                    if (
+                        handler is None
+                        or handler.id in self.placed
+                        or not _link_matches(link, call)
+                    ):
+                        continue
+                    known = found.get(handler.id)
+                    found[handler.id] = (
+                        handler,
+                        link,
+                        link.verified or (known is not None and known[2]),
+                    )
+                for handler, link, verified in sorted(
+                    found.values(), key=lambda h: h[0].start_time
+                ):
+                    child = self.run_node(handler, link.kind, verified)
+                    call_node.children.append(child)
+                    next_level.append((handler, child))
+                sync_done = not call.operation_token and call.status != "running"
+                if call.kind == "nexus_operation" and sync_done and not found:
+                    call_node.children.append(self._sync_handler_node(call))
+        return next_level
+
+    def _handler_runs(self, links: list[Link]) -> dict[tuple[str, str], list[WorkflowRun]]:
+        """Runs at the handler end of ``links``, keyed by (namespace, run id), and by
+        (namespace, workflow id) for operation-token links that name no run."""
+        by_run = {link.handler_run_id for link in links if link.handler_run_id}
+        by_workflow = {link.handler_workflow_id for link in links if not link.handler_run_id}
+        found: dict[tuple[str, str], list[WorkflowRun]] = defaultdict(list)
+        if by_run:
+            for run in self.session.scalars(
+                select(WorkflowRun).where(WorkflowRun.run_id.in_(by_run))
+            ):
+                found[(run.namespace, run.run_id)].append(run)
+        if by_workflow:
+            for run in self.session.scalars(
+                select(WorkflowRun)
+                .where(WorkflowRun.workflow_id.in_(by_workflow))
+                .order_by(WorkflowRun.start_time)
+            ):
+                found[(run.namespace, "wid:" + run.workflow_id)].append(run)
+        return found
+
+    def run_node(self, run: WorkflowRun, link: str, verified: bool) -> TreeNode:
         self.placed.add(run.id)
-        node = TreeNode(
+        return TreeNode(
             kind="workflow",
             namespace=run.namespace,
             name=run.workflow_type,
@@ -147,29 +227,15 @@ class _Builder:
             verified=verified,
             details={"task_queue": run.task_queue, "history_length": run.history_length},
         )
-        if depth >= MAX_DEPTH:
-            return node
-        calls = self.session.scalars(
-            select(Call).where(Call.run_pk == run.id).order_by(Call.event_id)
-        ).all()
-        links = self.session.scalars(
-            select(Link).where(
-                Link.caller_namespace == run.namespace, Link.caller_run_id == run.run_id
-            )
-        ).all()
-        node.children = [self.call_node(run, call, links, depth) for call in calls]
-        return node
 
-    def call_node(
-        self, run: WorkflowRun, call: Call, links: list[Link] | Any, depth: int
-    ) -> TreeNode:
+    def call_node(self, run: WorkflowRun, call: Call) -> TreeNode:
         details: dict[str, Any] = {"event_id": call.event_id, "attempt": call.attempt}
         for attr in ("activity_id", "endpoint", "service", "operation", "request_id"):
             if (value := getattr(call, attr)) is not None:
                 details[attr] = value
         if call.operation_token:
             details["operation_token"] = call.operation_token
-        node = TreeNode(
+        return TreeNode(
             kind=call.kind,
             namespace=run.namespace,
             name=call.name,
@@ -180,38 +246,6 @@ class _Builder:
             link="call",
             details=details,
         )
-        handlers: dict[tuple[str, str], tuple[WorkflowRun, Link, bool]] = {}
-        for link in links:
-            if not _link_matches(link, call):
-                continue
-            handler = self._resolve_handler(link, call)
-            if handler is None or handler.id in self.placed:
-                continue
-            key = (handler.namespace, handler.run_id)
-            known = handlers.get(key)
-            verified = link.verified or (known is not None and known[2])
-            handlers[key] = (handler, link, verified)
-        for handler, link, verified in sorted(handlers.values(), key=lambda h: h[0].start_time):
-            node.children.append(self.run_node(handler, link.kind, verified, depth + 1))
-        sync_done = not call.operation_token and call.status != "running"
-        if call.kind == "nexus_operation" and sync_done and not handlers:
-            node.children.append(self._sync_handler_node(call))
-        return node
-
-    def _resolve_handler(self, link: Link, call: Call) -> WorkflowRun | None:
-        if link.handler_run_id:
-            return _run_by_id(self.session, link.handler_namespace, link.handler_run_id)
-        # Operation-token links name only the workflow: take its first run after the call.
-        return self.session.scalars(
-            select(WorkflowRun)
-            .where(
-                WorkflowRun.namespace == link.handler_namespace,
-                WorkflowRun.workflow_id == link.handler_workflow_id,
-                WorkflowRun.start_time >= call.start_time,
-            )
-            .order_by(WorkflowRun.start_time)
-            .limit(1)
-        ).first()
 
     def _sync_handler_node(self, call: Call) -> TreeNode:
         """The handler side of a sync operation: it has no history, only the call's outcome."""
@@ -226,6 +260,19 @@ class _Builder:
             link="nexus",
             details={"request_id": call.request_id, "endpoint": call.endpoint},
         )
+
+
+def _pick_handler(
+    handlers: dict[tuple[str, str], list[WorkflowRun]], link: Link, call: Call
+) -> WorkflowRun | None:
+    if link.handler_run_id:
+        runs = handlers.get((link.handler_namespace, link.handler_run_id), [])
+        return runs[0] if runs else None
+    # Operation-token links name only the workflow: take its first run after the call.
+    for run in handlers.get((link.handler_namespace, "wid:" + link.handler_workflow_id), []):
+        if run.start_time >= call.start_time:
+            return run
+    return None
 
 
 def _link_matches(link: Link, call: Call) -> bool:
@@ -246,4 +293,4 @@ def build_tree(
     run = find_run(session, namespace, workflow_id, run_id)
     if run is None:
         return None
-    return _Builder(session).run_node(_topmost(session, run), "root", True, 0)
+    return _Builder(session).build(_topmost(session, run))
