@@ -5,8 +5,9 @@ The same workload (``--workflows`` workflows, each running ``--activities`` acti
 ``temporalio.contrib.opentelemetry.TracingInterceptor`` and with
 ``interceptors.TracingInterceptor``, alternated round by round in one run. Spans go
 through a ``BatchSpanProcessor`` to an exporter that drops them, so exporting costs what
-it costs in production minus the network. Prints each mode's median wall time and the
-ratios. Not a test.
+it costs in production minus the network. Prints each mode's median wall time, the
+median CPU time of this process (workers and clients; steadier than wall time on a
+shared machine) and the ratios. Not a test.
 
     .venv/bin/python bench/interceptor_overhead.py [--workflows 200] [--rounds 3]
 """
@@ -115,6 +116,7 @@ async def _bench(args: argparse.Namespace) -> None:
     try:
         admin = await server.wait_ready()
         times: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpu: dict[str, list[float]] = {mode: [] for mode in modes}
         setups = {}
         for mode, mode_interceptors in modes.items():
             endpoint, handler_tq = f"bench-{mode}-{uuid.uuid4().hex[:6]}", f"bench-h-{mode}"
@@ -142,7 +144,9 @@ async def _bench(args: argparse.Namespace) -> None:
             )
             setups[mode] = (orders, payments, endpoint, handler_tq)
 
-        async def one_round(mode: str, round_no: int, count: int | None = None) -> float:
+        async def one_round(
+            mode: str, round_no: int, count: int | None = None
+        ) -> tuple[float, float]:
             orders, payments, endpoint, handler_tq = setups[mode]
             tq = f"bench-{mode}-{round_no}"
             job = Work(endpoint=endpoint, activities=args.activities, nexus=args.nexus)
@@ -152,7 +156,7 @@ async def _bench(args: argparse.Namespace) -> None:
                     payments, task_queue=handler_tq, nexus_service_handlers=[BenchServiceHandler()]
                 ),
             ):
-                began = time.perf_counter()
+                began, cpu_began = time.perf_counter(), time.process_time()
                 handles = [
                     await orders.start_workflow(
                         BenchWorkflow.run, job, id=f"bench-{uuid.uuid4().hex}", task_queue=tq
@@ -160,26 +164,40 @@ async def _bench(args: argparse.Namespace) -> None:
                     for _ in range(count or args.workflows)
                 ]
                 await asyncio.gather(*(handle.result() for handle in handles))
-                return time.perf_counter() - began
+                return time.perf_counter() - began, time.process_time() - cpu_began
 
         await one_round("none", -1, min(args.workflows, 20))  # warm-up
         order = list(modes)
         for round_no in range(args.rounds):
             for mode in order[round_no % 3 :] + order[: round_no % 3]:
-                elapsed = await one_round(mode, round_no)
+                elapsed, used = await one_round(mode, round_no)
                 times[mode].append(elapsed)
-                print(f"round {round_no + 1} {mode:>4}: {elapsed:7.2f} s", flush=True)
+                cpu[mode].append(used)
+                print(
+                    f"round {round_no + 1} {mode:>4}: {elapsed:7.2f} s wall, {used:7.2f} s CPU",
+                    flush=True,
+                )
         provider.force_flush()
         medians = {mode: statistics.median(values) for mode, values in times.items()}
+        cpu_medians = {mode: statistics.median(values) for mode, values in cpu.items()}
         print(
             f"\n{args.workflows} workflows x ({args.activities} activities + {args.nexus} "
             f"Nexus calls), {args.rounds} rounds, {DropExporter.spans} spans exported"
         )
         for mode, median in medians.items():
-            print(f"median {mode:>4}: {median:7.2f} s")
-        print(f"ours / none: {medians['ours'] / medians['none']:.3f}")
-        print(f"sdk  / none: {medians['sdk'] / medians['none']:.3f}")
-        print(f"ours / sdk : {medians['ours'] / medians['sdk']:.3f}")
+            print(
+                f"median {mode:>4}: {median:7.2f} s wall, "
+                f"{cpu_medians[mode]:7.2f} s CPU of the worker process"
+            )
+        for label, a, b in (("ours / none", "ours", "none"), ("sdk  / none", "sdk", "none")):
+            print(
+                f"{label}: {medians[a] / medians[b]:.3f} wall, "
+                f"{cpu_medians[a] / cpu_medians[b]:.3f} CPU"
+            )
+        print(
+            f"ours / sdk : {medians['ours'] / medians['sdk']:.3f} wall, "
+            f"{cpu_medians['ours'] / cpu_medians['sdk']:.3f} CPU"
+        )
     finally:
         server.stop()
         provider.shutdown()
