@@ -8,7 +8,6 @@ other configured namespaces, and resumes from a per-namespace cursor after a res
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ._connections import Connections
 from ._history import LinkFacts, RunFacts, parse_history
+from ._process import sleep_unless_stopped
 from ._store import Store
 
 __all__ = ["HistoryLinker", "PollReport"]
@@ -62,8 +62,7 @@ class HistoryLinker:
             except Exception:
                 # A bug or a database hiccup must not end linking: log it and poll again.
                 logger.exception("linker pass failed; retrying in %.1fs", self.poll_interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
+            await sleep_unless_stopped(stop, self.poll_interval)
 
     async def poll_once(self) -> PollReport:
         """One pass: refresh endpoints, then read what changed in every namespace."""

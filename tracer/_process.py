@@ -8,7 +8,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["run_until_signalled"]
+__all__ = ["run_until_signalled", "sleep_unless_stopped"]
 
 
 async def _cancel_on_signals(main: Coroutine[Any, Any, None]) -> None:
@@ -24,3 +24,9 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` in a new event loop until it returns or the process is signalled."""
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(_cancel_on_signals(main))
+
+
+async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less if ``stop`` is set meanwhile (periodic background work)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from ._connections import Connections, load_connect_configs
 from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 from ._linker import HistoryLinker
+from ._retention import run_retention
 from ._store import Store
 from .devserver import ensure_port_free
 
@@ -36,6 +38,8 @@ class ServeSettings:
     otlp_port: int = 4318
     poll_interval: float = 1.0
     temporal_ui_url: str | None = None
+    # Trees (and spans) that ended longer ago than this are deleted; None keeps everything.
+    retention: timedelta | None = None
 
 
 @dataclass
@@ -81,6 +85,8 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     tasks.append(asyncio.create_task(linker.run(stop)))
+    if settings.retention is not None:
+        tasks.append(asyncio.create_task(run_retention(store, settings.retention, stop)))
     try:
         while not all(server.started for server in servers):
             for task in tasks:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ._models import Call, Link, NexusEndpointRow, WorkflowRun
 
-__all__ = ["TreeNode", "build_tree", "find_run"]
+__all__ = ["TreeBuilder", "TreeNode", "build_tree", "find_run"]
 
 # Guards against pathological data (a cycle of links, a runaway fan-out).
 MAX_DEPTH = 64
@@ -125,7 +125,7 @@ def _topmost(session: Session, run: WorkflowRun) -> WorkflowRun:
     return run
 
 
-class _Builder:
+class TreeBuilder:
     """Builds a tree level by level: a handful of queries per depth, not per node."""
 
     def __init__(self, session: Session) -> None:
@@ -293,4 +293,4 @@ def build_tree(
     run = find_run(session, namespace, workflow_id, run_id)
     if run is None:
         return None
-    return _Builder(session).build(_topmost(session, run))
+    return TreeBuilder(session).build(_topmost(session, run))

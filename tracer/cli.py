@@ -12,10 +12,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 from ._process import run_until_signalled
+from ._retention import parse_duration
 from ._service import ServeSettings, serve_forever
 from .devserver import PortBusyError
 
@@ -41,6 +43,13 @@ def _env_int(name: str, default: int) -> int:
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _add_db_flag(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(env TEMPORAL_TRACER_TEMPORAL_UI_URL)",
     )
 
+    serve.add_argument(
+        "--retention",
+        type=_duration,
+        default=_env("TEMPORAL_TRACER_RETENTION"),
+        metavar="DURATION",
+        help="delete trees and spans that ended longer ago than this, e.g. 30d or 12h "
+        "(env TEMPORAL_TRACER_RETENTION; default: keep everything)",
+    )
+
     db = commands.add_parser("db", help="manage the store's schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     upgrade = db_commands.add_parser("upgrade", help="apply the Alembic migrations")
@@ -176,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 otlp_port=args.otlp_port,
                 poll_interval=args.poll_interval,
                 temporal_ui_url=args.temporal_ui_url,
+                retention=args.retention,
             )
             run_until_signalled(serve_forever(settings))
             return 0
