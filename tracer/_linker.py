@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ class HistoryLinker:
             await self._follow_links(fact for fact in facts if fact is not None)
         except (RuntimeError, RPCError, OSError) as err:
             self.connections.forget(namespace)
-            message = _describe_error(err)
+            message = _describe_error(err, self.connections.address(namespace))
             if namespace not in self._failing:
                 logger.error("namespace %s: %s", namespace, message)
                 self._failing.add(namespace)
@@ -199,7 +200,12 @@ class HistoryLinker:
         ]
 
 
-def _describe_error(err: BaseException) -> str:
+def _describe_error(err: BaseException, address: str) -> str:
+    """One line a person can act on, instead of the transport's nested error."""
+    text = str(err)
+    if isinstance(err, RuntimeError) and "connect" in text.lower():
+        reasons = re.findall(r'message: "([^"]+)"', text)
+        return f"cannot reach Temporal at {address}: {reasons[-1] if reasons else text}"
     if isinstance(err, RPCError):
         if err.status == RPCStatusCode.NOT_FOUND:
             return f"namespace not found on the server ({err.message})"
