@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ._connections import Connections
 from ._history import LinkFacts, RunFacts, parse_history
+from ._leases import LeaseKeeper
 from ._process import sleep_unless_stopped
 from ._store import Store
 
@@ -45,11 +46,18 @@ class HistoryLinker:
     """Keeps the store in step with the histories of the configured namespaces."""
 
     def __init__(
-        self, store: Store, connections: Connections, *, poll_interval: float = 1.0
+        self,
+        store: Store,
+        connections: Connections,
+        *,
+        poll_interval: float = 1.0,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
         self.connections = connections
         self.poll_interval = poll_interval
+        # With leases, this linker reads only the namespaces it holds (several collectors).
+        self.leases = leases
         self._fetch_slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         self._failing: set[str] = set()
 
@@ -57,20 +65,26 @@ class HistoryLinker:
         """Poll every namespace until ``stop`` is set."""
         await asyncio.to_thread(self.store.reset_namespace_status, self.connections.namespaces)
         logger.info("linking namespaces: %s", ", ".join(self.connections.namespaces))
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-            except Exception:
-                # A bug or a database hiccup must not end linking: log it and poll again.
-                logger.exception("linker pass failed; retrying in %.1fs", self.poll_interval)
-            await sleep_unless_stopped(stop, self.poll_interval)
+        try:
+            while not stop.is_set():
+                try:
+                    await self.poll_once()
+                except Exception:
+                    # A bug or a database hiccup must not end linking: log it, poll again.
+                    logger.exception("linker pass failed; retrying in %.1fs", self.poll_interval)
+                await sleep_unless_stopped(stop, self.poll_interval)
+        finally:
+            if self.leases is not None:
+                await asyncio.to_thread(self.leases.leave)
 
     async def poll_once(self) -> PollReport:
         """One pass: refresh endpoints, then read what changed in every namespace."""
+        namespaces = self.connections.namespaces
+        if self.leases is not None:
+            held = await asyncio.to_thread(self.leases.balance, namespaces)
+            namespaces = [namespace for namespace in namespaces if namespace in held]
         await self._refresh_endpoints()
-        reports = await asyncio.gather(
-            *(self._poll_namespace(ns) for ns in self.connections.namespaces)
-        )
+        reports = await asyncio.gather(*(self._poll_namespace(ns) for ns in namespaces))
         return PollReport(
             runs_read=sum(report.runs_read for report in reports),
             errors=sum(report.errors for report in reports),

@@ -23,7 +23,9 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "Base",
     "Call",
+    "CollectorInstance",
     "Link",
+    "NamespaceLease",
     "NamespaceState",
     "NexusEndpointRow",
     "Span",
@@ -217,3 +219,24 @@ class Span(Base):
     events: Mapped[str] = mapped_column(Text, default="[]")
     links: Mapped[str] = mapped_column(Text, default="[]")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CollectorInstance(Base):
+    """A running collector process; its heartbeat says it is alive."""
+
+    __tablename__ = "collector_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(String(255))  # host:pid, for people
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NamespaceLease(Base):
+    """Which collector links a namespace, until when (several collectors on one database)."""
+
+    __tablename__ = "namespace_leases"
+
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from ._connections import Connections, load_connect_configs
 from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
+from ._leases import LeaseKeeper
 from ._linker import HistoryLinker
 from ._retention import run_retention
 from ._store import Store
@@ -77,7 +78,9 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
             profile_file=settings.profile_file,
         )
     )
-    linker = HistoryLinker(store, connections, poll_interval=settings.poll_interval)
+    linker = HistoryLinker(
+        store, connections, poll_interval=settings.poll_interval, leases=LeaseKeeper(store)
+    )
     web_settings = WebSettings(
         temporal_ui_urls={"*": settings.temporal_ui_url} if settings.temporal_ui_url else {}
     )
