@@ -1,15 +1,21 @@
-"""JSON API: health, linker status per namespace, and the call-tree contract."""
+"""JSON API: health, linker status per namespace, the call-tree contract, search, the
+namespace map and live diagnosis."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import text
 
+from tracer._search import TraceSummary, namespace_map, search_traces
 from tracer._tree import build_tree
 
-from ._deps import store_of
+from ._access import viewer_of
+from ._deps import settings_of, store_of
+from ._view import redact
 
 __all__ = ["api_router"]
 
@@ -36,6 +42,7 @@ def readyz(request: Request) -> dict[str, str]:
 @api_router.get("/api/namespaces", tags=["linker"])
 def namespaces(request: Request) -> dict[str, list[dict[str, Any]]]:
     """The linker's state in each configured namespace."""
+    viewer = viewer_of(request)
     return {
         "namespaces": [
             {
@@ -47,6 +54,7 @@ def namespaces(request: Request) -> dict[str, list[dict[str, Any]]]:
                 "runs_linked": state.runs_linked,
             }
             for state in store_of(request).all_namespace_states()
+            if viewer.can_see(state.namespace)
         ]
     }
 
@@ -55,11 +63,174 @@ def namespaces(request: Request) -> dict[str, list[dict[str, Any]]]:
 def workflow_tree(
     request: Request, namespace: str, workflow_id: str, run_id: str | None = None
 ) -> dict[str, Any]:
-    """The call tree containing a workflow, rooted at its topmost caller."""
+    """The call tree containing a workflow, rooted at its topmost caller.
+
+    With access tokens, nodes outside the viewer's namespaces keep only their structure
+    (``workflow_id``, ``run_id`` and ``error`` are ``null``).
+    """
+    viewer = viewer_of(request)
+    missing = f"no workflow {workflow_id!r} in namespace {namespace!r}"
+    if not viewer.can_see(namespace):
+        raise HTTPException(status_code=404, detail=missing)
     with store_of(request).session() as session:
         root = build_tree(session, namespace, workflow_id, run_id)
     if root is None:
-        raise HTTPException(
-            status_code=404, detail=f"no workflow {workflow_id!r} in namespace {namespace!r}"
+        raise HTTPException(status_code=404, detail=missing)
+    return {"root": redact(root, viewer).to_json() if viewer.restricted else root.to_json()}
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _summary_json(row: TraceSummary, visible: bool) -> dict[str, Any]:
+    return {
+        "namespace": row.namespace,
+        "workflow_type": row.workflow_type,
+        "workflow_id": row.workflow_id if visible else None,
+        "run_id": row.run_id if visible else None,
+        "status": row.status,
+        "start_time": _iso(row.start_time),
+        "end_time": _iso(row.end_time),
+        "duration_ms": None if row.duration_s is None else round(row.duration_s * 1000, 1),
+        "namespaces": row.namespaces,
+        "node_count": row.node_count,
+        "error_count": row.error_count,
+        "first_error": row.first_error if visible else None,
+    }
+
+
+@api_router.get("/api/traces", tags=["trees"])
+def traces(request: Request) -> dict[str, Any]:
+    """Recent call trees across namespaces, newest first, paginated.
+
+    Query parameters (all optional, the same as the search page's URL): ``namespace``,
+    ``workflow_type``, ``workflow_id`` (substring), ``status``, ``since``/``until`` (ISO
+    8601) or ``window`` (``15m``, ``1h``, ``6h``, ``24h``, ``7d``, ``30d``),
+    ``min_duration`` (seconds), ``page``, ``page_size`` (10, 25, 50, 100).
+    """
+    from ._pages import filter_from_query
+
+    criteria, _ = filter_from_query(request)
+    viewer = viewer_of(request)
+    with store_of(request).session() as session:
+        result = search_traces(session, criteria)
+    return {
+        "traces": [_summary_json(row, viewer.can_see(row.namespace)) for row in result.rows],
+        "total": result.total,
+        "page": result.page,
+        "page_size": result.page_size,
+        "pages": result.pages,
+    }
+
+
+@api_router.get("/api/map", tags=["trees"])
+def namespace_map_json(request: Request, window: str = "24h") -> dict[str, Any]:
+    """Which namespaces called which in the window: calls, error rate, p95 latency."""
+    from ._pages import parse_window
+
+    seconds = parse_window(window)
+    if seconds is None:
+        raise HTTPException(status_code=400, detail="window must be 15m, 1h, 6h, 24h, 7d or 30d")
+    store = store_of(request)
+    with store.session() as session:
+        graph = namespace_map(
+            session,
+            since=datetime.now(UTC) - timedelta(seconds=seconds),
+            namespaces=[s.namespace for s in store.all_namespace_states()],
         )
-    return {"root": root.to_json()}
+    return {
+        "window": window,
+        "namespaces": graph.namespaces,
+        "edges": [edge.to_json() for edge in graph.edges],
+    }
+
+
+@api_router.get("/api/diagnosis", tags=["trees"])
+async def live_diagnosis(
+    request: Request,
+    namespace: str,
+    task_queue: str,
+    workflow_id: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Ask Temporal what a failed cross-namespace call's handler side looks like now:
+    pollers on the handler task queue (workflow and Nexus), and the handler workflow's
+    status and pending work."""
+    viewer = viewer_of(request)
+    connections = settings_of(request).connections
+    if not viewer.can_see(namespace):
+        raise HTTPException(status_code=404, detail=f"unknown namespace {namespace!r}")
+    if connections is None:
+        raise HTTPException(status_code=501, detail="the tracer has no Temporal connections")
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import (
+        DescribeTaskQueueRequest,
+        DescribeWorkflowExecutionRequest,
+    )
+
+    answer: dict[str, Any] = {"namespace": namespace, "task_queue": task_queue}
+    try:
+        client = await asyncio.wait_for(connections.client(namespace), 5)
+        service = client.workflow_service
+        pollers: dict[str, Any] = {}
+        for label, queue_type in (
+            ("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+            ("nexus", TaskQueueType.TASK_QUEUE_TYPE_NEXUS),
+        ):
+            described = await service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=namespace,
+                    task_queue=TaskQueue(name=task_queue),
+                    task_queue_type=queue_type,
+                ),
+                timeout=timedelta(seconds=5),
+            )
+            pollers[label] = [p.identity for p in described.pollers]
+        answer["pollers"] = pollers
+        if workflow_id:
+            execution = await service.describe_workflow_execution(
+                DescribeWorkflowExecutionRequest(
+                    namespace=namespace,
+                    execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or ""),
+                ),
+                timeout=timedelta(seconds=5),
+            )
+            info = execution.workflow_execution_info
+            answer["workflow"] = {
+                "status": info.status,
+                "status_name": _status_name(int(info.status)),
+                "history_length": info.history_length,
+                "pending_activities": [
+                    {
+                        "activity_type": p.activity_type.name,
+                        "attempt": p.attempt,
+                        "last_failure": p.last_failure.message or None,
+                    }
+                    for p in execution.pending_activities
+                ],
+                "pending_nexus_operations": [
+                    {"operation": p.operation, "attempt": p.attempt}
+                    for p in execution.pending_nexus_operations
+                ],
+            }
+    except Exception as err:  # report what Temporal said instead of failing the page
+        answer["error"] = f"{type(err).__name__}: {err}"
+    return answer
+
+
+def _status_name(value: int) -> str:
+    names = {
+        1: "running",
+        2: "completed",
+        3: "failed",
+        4: "canceled",
+        5: "terminated",
+        6: "continued_as_new",
+        7: "timed_out",
+    }
+    return names.get(value, "unknown")

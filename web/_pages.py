@@ -1,26 +1,46 @@
-"""Server-rendered pages: recent workflows and the call-tree page."""
+"""Server-rendered pages: search, the call tree, the namespace map and the login form."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from tracer._models import WorkflowRun
+from tracer._models import NexusEndpointRow
+from tracer._search import (
+    TraceFilter,
+    namespace_map,
+    search_traces,
+    spans_for_tree,
+)
 from tracer._tree import build_tree
 
+from ._access import COOKIE_NAME, viewer_of
 from ._deps import settings_of, store_of
+from ._mapsvg import render_map_svg
+from ._view import build_view, redact
 
-__all__ = ["pages_router", "templates"]
+__all__ = [
+    "WINDOWS",
+    "filter_from_query",
+    "namespace_hue",
+    "pages_router",
+    "parse_window",
+    "templates",
+]
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages_router = APIRouter(include_in_schema=False)
 
-RECENT_LIMIT = 100
+STATUSES = ["running", "completed", "failed", "timed_out", "canceled", "terminated"]
+WINDOWS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000}
+PAGE_SIZES = (10, 25, 50, 100)
 
 
 def namespace_hue(namespace: str) -> int:
@@ -28,34 +48,248 @@ def namespace_hue(namespace: str) -> int:
     return sum(ord(char) * 31 for char in namespace) % 360
 
 
-templates.env.globals["namespace_hue"] = namespace_hue
+def fmt_duration(seconds: float | None) -> str:
+    """A duration for people: ``12 ms``, ``1.25 s``, ``3.4 min``."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def fmt_time(value: datetime | None) -> str:
+    """A UTC timestamp with milliseconds."""
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d} UTC"
+
+
+STATUS_ICONS = {
+    "completed": "✓",
+    "failed": "✕",
+    "timed_out": "◷",
+    "running": "▶",
+    "canceled": "⊘",
+    "terminated": "■",
+}
+
+templates.env.globals.update(
+    namespace_hue=namespace_hue,
+    fmt_duration=fmt_duration,
+    fmt_time=fmt_time,
+    status_icons=STATUS_ICONS,
+)
+
+
+def _tree_href(request: Request, namespace: str, workflow_id: str, run_id: str | None) -> str:
+    url = str(request.url_for("tree_page", namespace=namespace, workflow_id=workflow_id).path)
+    return f"{url}?{urlencode({'run_id': run_id})}" if run_id else url
+
+
+def parse_window(value: str | None) -> int | None:
+    """Seconds of a window name (``15m``, ``1h``, ``6h``, ``24h``, ``7d``, ``30d``)."""
+    return WINDOWS.get(value or "")
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise HTTPException(status_code=400, detail=f"{name}: not an ISO 8601 time") from err
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def filter_from_query(request: Request) -> tuple[TraceFilter, dict[str, str]]:
+    """The search filter a URL's query string describes, and the cleaned-up query."""
+    params = request.query_params
+    query = {key: params[key].strip() for key in params if params[key].strip()}
+    criteria = TraceFilter(
+        namespace=query.get("namespace"),
+        workflow_type=query.get("workflow_type"),
+        workflow_id=query.get("workflow_id"),
+        status=query.get("status"),
+        since=_parse_time(query.get("since"), "since"),
+        until=_parse_time(query.get("until"), "until"),
+    )
+    if criteria.status and criteria.status not in STATUSES:
+        raise HTTPException(status_code=400, detail=f"status must be one of {STATUSES}")
+    window = query.get("window")
+    if window:
+        seconds = parse_window(window)
+        if seconds is None:
+            raise HTTPException(status_code=400, detail=f"window must be one of {list(WINDOWS)}")
+        criteria.since = datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        if "min_duration" in query:
+            criteria.min_duration = float(query["min_duration"])
+        criteria.page = max(1, int(query.get("page", "1")))
+        criteria.page_size = int(query.get("page_size", "25"))
+    except ValueError as err:
+        raise HTTPException(
+            status_code=400, detail="page, page_size, min_duration: numbers"
+        ) from err
+    if criteria.page_size not in PAGE_SIZES:
+        raise HTTPException(status_code=400, detail=f"page_size must be one of {PAGE_SIZES}")
+    viewer = viewer_of(request)
+    criteria.visible_namespaces = viewer.namespaces
+    return criteria, query
+
+
+def _page_url(query: dict[str, str], page: int) -> str:
+    return "?" + urlencode({**{k: v for k, v in query.items() if k != "page"}, "page": page})
 
 
 @pages_router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
-    """The most recent workflow runs across namespaces."""
+    """Search recent call trees across namespaces; every filter lives in the URL."""
+    criteria, query = filter_from_query(request)
+    viewer = viewer_of(request)
     with store_of(request).session() as session:
-        runs = session.scalars(
-            select(WorkflowRun).order_by(WorkflowRun.start_time.desc()).limit(RECENT_LIMIT)
-        ).all()
-    return templates.TemplateResponse(request, "index.html", {"runs": runs})
+        result = search_traces(session, criteria)
+        known = sorted(
+            {state.namespace for state in store_of(request).all_namespace_states()}
+            | {ns for row in result.rows for ns in row.namespaces}
+        )
+    rows = []
+    for row in result.rows:
+        href = None
+        assert row.tree is not None
+        for node in row.tree.walk():
+            if node.workflow_id and viewer.can_see(node.namespace):
+                href = _tree_href(request, node.namespace, node.workflow_id, node.run_id)
+                break
+        rows.append({"row": row, "href": href, "visible": viewer.can_see(row.namespace)})
+    context: dict[str, Any] = {
+        "result": result,
+        "rows": rows,
+        "query": query,
+        "namespaces": known,
+        "statuses": STATUSES,
+        "windows": list(WINDOWS),
+        "page_sizes": PAGE_SIZES,
+        "prev_url": _page_url(query, result.page - 1) if result.page > 1 else None,
+        "next_url": _page_url(query, result.page + 1) if result.page < result.pages else None,
+        "viewer": viewer,
+    }
+    return templates.TemplateResponse(request, "search.html", context)
 
 
 @pages_router.get("/workflows/{namespace}/{workflow_id:path}", response_class=HTMLResponse)
 def tree_page(
     request: Request, namespace: str, workflow_id: str, run_id: str | None = None
 ) -> HTMLResponse:
-    """The call tree containing a workflow, as HTML."""
+    """The call tree containing a workflow: waterfall, error paths and node detail."""
+    viewer = viewer_of(request)
+    settings = settings_of(request)
+    missing = f"no workflow {workflow_id!r} in namespace {namespace!r}"
+    if not viewer.can_see(namespace):
+        raise HTTPException(status_code=404, detail=missing)
     with store_of(request).session() as session:
         root = build_tree(session, namespace, workflow_id, run_id)
-    if root is None:
-        raise HTTPException(
-            status_code=404, detail=f"no workflow {workflow_id!r} in namespace {namespace!r}"
-        )
+        if root is None:
+            raise HTTPException(status_code=404, detail=missing)
+        spans = spans_for_tree(session, root)
+        endpoints = {
+            name: (ns, tq)
+            for name, ns, tq in session.execute(
+                select(
+                    NexusEndpointRow.name,
+                    NexusEndpointRow.target_namespace,
+                    NexusEndpointRow.target_task_queue,
+                )
+            )
+        }
+    visible = redact(root, viewer)
+    spans = [s for s in spans if s.namespace is None or viewer.can_see(s.namespace)]
+    view = build_view(
+        visible,
+        viewer,
+        settings.temporal_ui_link,
+        lambda ns, wid, run: _tree_href(request, ns, wid, run),
+        spans,
+        endpoints,
+    )
+    focus = next(
+        (
+            v.id
+            for v in view.nodes
+            if v.node.namespace == namespace
+            and v.node.workflow_id == workflow_id
+            and (run_id is None or v.node.run_id == run_id)
+        ),
+        None,
+    )
     context: dict[str, Any] = {
-        "root": root,
-        "focus": (namespace, workflow_id),
-        "namespaces": sorted({node.namespace for node in root.walk()}),
-        "settings": settings_of(request),
+        "view": view,
+        "root": view.root,
+        "focus": focus,
+        "viewer": viewer,
+        "live_diagnosis": settings.connections is not None,
     }
     return templates.TemplateResponse(request, "tree.html", context)
+
+
+@pages_router.get("/map", response_class=HTMLResponse)
+def map_page(request: Request, window: str = "24h") -> HTMLResponse:
+    """Which namespaces call which: calls, error rate and p95 latency over a window."""
+    seconds = parse_window(window)
+    if seconds is None:
+        raise HTTPException(status_code=400, detail=f"window must be one of {list(WINDOWS)}")
+    viewer = viewer_of(request)
+    since = datetime.now(UTC) - timedelta(seconds=seconds)
+    store = store_of(request)
+    with store.session() as session:
+        graph = namespace_map(
+            session, since=since, namespaces=[s.namespace for s in store.all_namespace_states()]
+        )
+    context: dict[str, Any] = {
+        "graph": graph,
+        "svg": render_map_svg(graph),
+        "window": window,
+        "windows": list(WINDOWS),
+        "viewer": viewer,
+    }
+    return templates.TemplateResponse(request, "map.html", context)
+
+
+@pages_router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    """Ask for an access token."""
+    return templates.TemplateResponse(
+        request, "login.html", {"next": _safe_next(next), "failed": False}
+    )
+
+
+def _safe_next(target: str) -> str:
+    """Only same-site paths, never ``//host`` or absolute URLs."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@pages_router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    """Check the token and keep it in an HTTP-only cookie."""
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    token = (form.get("token") or [""])[0].strip()
+    target = _safe_next((form.get("next") or ["/"])[0])
+    registry = settings_of(request).token_registry()
+    if registry is None or registry.viewer(token) is None:
+        return templates.TemplateResponse(
+            request, "login.html", {"next": target, "failed": True}, status_code=401
+        )
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="strict", path="/")
+    return response
+
+
+@pages_router.post("/logout")
+def logout() -> Response:
+    """Forget the token cookie."""
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response

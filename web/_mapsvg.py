@@ -1,0 +1,115 @@
+"""The namespace map as server-side SVG: namespaces on a circle, calls as arrows."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+from tracer._search import MapEdge, NamespaceMap
+
+__all__ = ["render_map_svg"]
+
+WIDTH, HEIGHT = 860, 560
+NODE_W, NODE_H = 150, 44
+
+
+def _hue(namespace: str) -> int:
+    return sum(ord(char) * 31 for char in namespace) % 360
+
+
+def _fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.2f} s"
+
+
+def _label(edge: MapEdge) -> str:
+    return (
+        f"{edge.calls} call{'s' if edge.calls != 1 else ''} · "
+        f"{edge.error_rate:.0%} err · p95 {_fmt_ms(edge.p95_ms)}"
+    )
+
+
+def _border_point(cx: float, cy: float, tx: float, ty: float) -> tuple[float, float]:
+    """Where the line from a node's center towards (tx, ty) leaves its box."""
+    dx, dy = tx - cx, ty - cy
+    if dx == 0 and dy == 0:
+        return cx, cy
+    scale = min(
+        (NODE_W / 2 + 6) / abs(dx) if dx else math.inf,
+        (NODE_H / 2 + 6) / abs(dy) if dy else math.inf,
+    )
+    return cx + dx * scale, cy + dy * scale
+
+
+def render_map_svg(graph: NamespaceMap) -> str:
+    """An SVG picture of ``graph``; every text is escaped."""
+    names = graph.namespaces
+    count = max(len(names), 1)
+    radius = min(WIDTH, HEIGHT) / 2 - 70
+    centers: dict[str, tuple[float, float]] = {}
+    for index, name in enumerate(names):
+        angle = -math.pi / 2 + 2 * math.pi * index / count
+        centers[name] = (
+            WIDTH / 2 + radius * 1.35 * math.cos(angle),
+            HEIGHT / 2 + radius * math.sin(angle),
+        )
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="ns-map" viewBox="0 0 {WIDTH} {HEIGHT}"'
+        f' width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="Namespace map">',
+        "<defs>"
+        '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        'fill="#5d6678"/></marker>'
+        '<marker id="arrow-err" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        'fill="#c0392b"/></marker>'
+        "</defs>",
+    ]
+    if not names:
+        parts.append(
+            f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" fill="#5d6678">'
+            "No namespaces linked yet.</text>"
+        )
+    max_calls = max((edge.calls for edge in graph.edges), default=1)
+    for edge in graph.edges:
+        (x1, y1), (x2, y2) = centers[edge.caller], centers[edge.callee]
+        # Bend every edge to its left so A->B and B->A stay apart.
+        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+        dx, dy = x2 - x1, y2 - y1
+        length = math.hypot(dx, dy) or 1
+        bend = 40
+        qx, qy = mx - dy / length * bend, my + dx / length * bend
+        sx, sy = _border_point(x1, y1, qx, qy)
+        ex, ey = _border_point(x2, y2, qx, qy)
+        width = 1.5 + 4 * math.log1p(edge.calls) / math.log1p(max_calls)
+        failing = edge.errors > 0
+        color = "#c0392b" if failing else "#5d6678"
+        lx, ly = (sx + 2 * qx + ex) / 4, (sy + 2 * qy + ey) / 4
+        title = escape(f"{edge.caller} → {edge.callee} ({', '.join(edge.kinds)}): {_label(edge)}")
+        parts.append(
+            f'<g class="edge{" edge-error" if failing else ""}" '
+            f'data-caller="{escape(edge.caller)}" data-callee="{escape(edge.callee)}">'
+            f"<title>{title}</title>"
+            f'<path d="M{sx:.1f},{sy:.1f} Q{qx:.1f},{qy:.1f} {ex:.1f},{ey:.1f}" fill="none" '
+            f'stroke="{color}" stroke-width="{width:.1f}" '
+            f'marker-end="url(#{"arrow-err" if failing else "arrow"})"/>'
+            f'<text x="{lx:.1f}" y="{ly - 6:.1f}" text-anchor="middle" class="edge-label" '
+            f'fill="{color}">{escape(_label(edge))}</text>'
+            f'<text x="{lx:.1f}" y="{ly + 8:.1f}" text-anchor="middle" class="edge-kind" '
+            f'fill="#5d6678">{escape(", ".join(k.replace("_", " ") for k in edge.kinds))}</text>'
+            "</g>"
+        )
+    for name in names:
+        cx, cy = centers[name]
+        hue = _hue(name)
+        parts.append(
+            f'<g class="ns-node" data-namespace="{escape(name)}">'
+            f'<rect x="{cx - NODE_W / 2:.1f}" y="{cy - NODE_H / 2:.1f}" width="{NODE_W}" '
+            f'height="{NODE_H}" rx="22" fill="hsl({hue} 70% 90%)" stroke="hsl({hue} 50% 55%)" '
+            'stroke-width="2"/>'
+            f'<text x="{cx:.1f}" y="{cy + 5:.1f}" text-anchor="middle" font-weight="600" '
+            f'fill="hsl({hue} 60% 22%)">{escape(name)}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,412 @@
+"""The call-tree page's view model: layout on the time axis, error paths, redaction,
+span matching and the diagnosis of failed cross-namespace calls."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tracer._search import ERROR_STATUSES, SpanInfo
+from tracer._tree import TreeNode
+
+from ._access import Viewer
+
+__all__ = [
+    "Diagnosis",
+    "TreeView",
+    "ViewNode",
+    "build_view",
+    "diagnose",
+    "redact",
+]
+
+# Trees up to this size open fully; larger ones open two levels and every error path.
+EXPAND_ALL_LIMIT = 300
+
+
+def redact(node: TreeNode, viewer: Viewer) -> TreeNode:
+    """A copy of the tree in which nodes outside the viewer's namespaces keep only their
+    structure: kind, namespace, name, status, timing, link."""
+    children = [redact(child, viewer) for child in node.children]
+    if viewer.can_see(node.namespace):
+        return replace(node, children=children)
+    return replace(
+        node,
+        workflow_id=None,
+        run_id=None,
+        error=None,
+        details={"restricted": True},
+        children=children,
+    )
+
+
+@dataclass
+class Check:
+    """One line of a diagnosis: a question from the seed's debugging table and its answer."""
+
+    question: str
+    answer: str
+    verdict: str  # ok | problem | unknown
+    href: str | None = None
+
+
+@dataclass
+class Diagnosis:
+    """What probably went wrong with a failed or timed-out cross-namespace call."""
+
+    title: str
+    summary: str
+    checks: list[Check]
+    live: dict[str, str] | None = None  # what to ask Temporal (namespace, task_queue, ...)
+
+
+@dataclass
+class ViewNode:
+    """A tree node with everything the page renders for it."""
+
+    id: str
+    node: TreeNode
+    depth: int
+    left_pct: float
+    width_pct: float
+    offset_s: float | None
+    duration_s: float | None
+    is_error: bool
+    is_origin: bool
+    on_error_path: bool
+    expanded: bool
+    restricted: bool
+    ui_url: str | None
+    tree_url: str | None
+    spans: list[SpanInfo] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None
+    token: dict[str, Any] | None = None
+    children: list[ViewNode] = field(default_factory=list)
+
+
+@dataclass
+class TreeView:
+    """The whole page: nodes, the time axis and the errors to jump between."""
+
+    root: ViewNode
+    nodes: list[ViewNode]
+    total_s: float
+    ticks: list[tuple[float, str]]
+    errors: list[ViewNode]
+    namespaces: list[str]
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _ticks(total: float) -> list[tuple[float, str]]:
+    steps = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300]
+    step = next((s for s in steps if total / s <= 6), total / 5)
+    ticks, value = [], 0.0
+    while value <= total * 1.0001:
+        ticks.append((100 * value / total, _fmt_seconds(value) if value else "0"))
+        value += step
+    return ticks
+
+
+def decode_token(token: str) -> dict[str, Any] | None:
+    """The JSON inside a Nexus operation token (base64url), when it is one."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _classify(node: TreeNode) -> str:
+    text = " ".join(
+        filter(None, [(node.error or {}).get("type"), (node.error or {}).get("message")])
+    )
+    lowered = text.lower()
+    if node.status == "timed_out" or "timeout" in lowered or "timed out" in lowered:
+        return "timeout"
+    if "notfound" in lowered.replace(" ", "").replace("_", ""):
+        return "not_found"
+    if any(word in lowered for word in ("unauthori", "permission", "not allowed", "forbidden")):
+        return "unauthorized"
+    return "unexpected"
+
+
+def diagnose(
+    node: TreeNode,
+    caller: TreeNode | None,
+    endpoints: dict[str, tuple[str, str]],
+    ui_link: Callable[[str, str, str], str | None],
+) -> Diagnosis | None:
+    """Automate the Nexus seed's debugging table for a failed or timed-out call.
+
+    Args:
+        node: A ``nexus_operation`` or activity-wrapper ``activity`` node.
+        caller: The workflow node that made the call.
+        endpoints: Known Nexus endpoints: name to (target namespace, target task queue).
+        ui_link: Builds a Temporal Web UI link (namespace, workflow id, run id).
+    """
+    if node.status not in ERROR_STATUSES | {"canceled"}:
+        return None
+    handlers = [c for c in node.children if c.kind in ("workflow", "nexus_handler")]
+    if node.kind == "activity" and not handlers:
+        return None  # a plain activity, not a cross-namespace call
+    if node.kind not in ("nexus_operation", "activity"):
+        return None
+    kind = _classify(node)
+    endpoint = str(node.details.get("endpoint") or "")
+    target_ns, target_tq = endpoints.get(endpoint, ("", ""))
+    handler = handlers[0] if handlers else None
+    if handler is not None and not target_ns:
+        target_ns = handler.namespace
+    if handler is not None and handler.details.get("task_queue"):
+        target_tq = str(handler.details["task_queue"])
+    caller_ns = caller.namespace if caller else node.namespace
+    checks: list[Check] = []
+    live: dict[str, str] | None = None
+    if target_ns and target_tq:
+        live = {"namespace": target_ns, "task_queue": target_tq}
+        if handler is not None and handler.workflow_id and handler.run_id:
+            live.update(workflow_id=handler.workflow_id, run_id=handler.run_id)
+    handler_link = None
+    if handler is not None and handler.workflow_id and handler.run_id:
+        handler_link = ui_link(handler.namespace, handler.workflow_id, handler.run_id)
+    if kind == "not_found":
+        title = "Operation not found"
+        summary = "The endpoint or the operation does not exist where the call went."
+        if node.kind == "nexus_operation":
+            checks.append(
+                Check(
+                    f"Does endpoint {endpoint!r} exist?",
+                    f"yes: it targets namespace {target_ns!r}, task queue {target_tq!r}"
+                    if endpoint in endpoints
+                    else "not among the endpoints the collector read from Temporal",
+                    "ok" if endpoint in endpoints else "problem",
+                )
+            )
+            checks.append(
+                Check(
+                    f"Is {node.details.get('service')}/{node.details.get('operation')} registered?",
+                    f"the worker polling {target_tq or 'the target task queue'} in "
+                    f"{target_ns or 'the target namespace'} must register this service "
+                    "and operation",
+                    "unknown",
+                )
+            )
+    elif kind == "unauthorized":
+        title = "Unauthorized"
+        summary = f"The handler refused the caller namespace {caller_ns!r}."
+        checks.append(
+            Check(
+                f"Is {caller_ns!r} in the allowed caller namespaces of "
+                f"{target_ns or 'the handler'}?",
+                "the handler rejected it: add it to the handler's allowed list (the caller "
+                "namespace comes from the server-written nexus-link header)",
+                "problem",
+            )
+        )
+    elif kind == "timeout":
+        title = "Timeout"
+        summary = "The caller gave up before the handler answered."
+        if handler is None:
+            checks.append(
+                Check(
+                    "Did the handler start?",
+                    "no handler workflow is linked: the operation may never have been picked "
+                    "up (no worker on the target task queue?)",
+                    "problem",
+                )
+            )
+        elif handler.status == "running":
+            pending = [c.name for c in handler.children if c.status == "running"]
+            checks.append(
+                Check(
+                    "Is the handler workflow stuck?",
+                    "still running"
+                    + (f"; pending: {', '.join(pending)}" if pending else "; nothing pending"),
+                    "problem",
+                    handler_link,
+                )
+            )
+        else:
+            took = ""
+            if handler.start_time and handler.end_time:
+                seconds = (handler.end_time - handler.start_time).total_seconds()
+                took = f" after {_fmt_seconds(seconds)}"
+            checks.append(
+                Check(
+                    "Is the handler workflow stuck?",
+                    f"no: it ended {handler.status}{took}; the caller's timeout is shorter "
+                    "than the handler needs",
+                    "problem",
+                    handler_link,
+                )
+            )
+    else:
+        title = "Unexpected error"
+        summary = "The handler side failed; its history tells why."
+        origin = handler
+        while origin is not None:
+            failing = [c for c in origin.children if c.status in ERROR_STATUSES]
+            if not failing:
+                break
+            origin = failing[0]
+        if origin is not None and origin.error:
+            checks.append(
+                Check(
+                    "Where did it fail?",
+                    f"{origin.kind.replace('_', ' ')} {origin.name} in {origin.namespace}: "
+                    f"{origin.error.get('type')}: {origin.error.get('message')}",
+                    "problem",
+                )
+            )
+        checks.append(
+            Check(
+                "Handler history",
+                "open the handler workflow's history in the Temporal Web UI"
+                if handler_link
+                else "no Temporal Web UI URL configured (--temporal-ui-url)",
+                "unknown",
+                handler_link,
+            )
+        )
+    if live is not None:
+        checks.append(
+            Check(
+                f"Does task queue {target_tq!r} in {target_ns!r} have pollers?",
+                "asking Temporal…",
+                "unknown",
+            )
+        )
+    return Diagnosis(title, summary, checks, live)
+
+
+def _match_spans(view: ViewNode, parent: ViewNode | None, spans: list[SpanInfo]) -> None:
+    node = view.node
+    if node.details.get("restricted"):
+        return
+    request_id = node.details.get("request_id")
+    if node.kind in ("nexus_operation", "nexus_handler") and request_id:
+        view.spans = [
+            s
+            for s in spans
+            if s.request_id == request_id
+            or s.attributes.get("temporal.nexus.request_id") == request_id
+        ]
+        if node.kind == "nexus_operation":
+            view.spans = [s for s in view.spans if s.namespace in (None, node.namespace)]
+        elif node.kind == "nexus_handler":
+            view.spans = [
+                s for s in view.spans if s.namespace != (parent.node.namespace if parent else None)
+            ]
+        return
+    activity_id = node.details.get("activity_id")
+    if node.kind == "activity" and parent is not None and activity_id:
+        owner = parent.node
+        view.spans = [
+            s
+            for s in spans
+            if s.workflow_id == owner.workflow_id
+            and s.namespace in (None, owner.namespace)
+            and s.run_id in (None, owner.run_id)
+            and (s.attributes.get("temporal.activity_id") or s.attributes.get("temporalActivityID"))
+            == str(activity_id)
+        ]
+        return
+    if node.kind == "workflow":
+        view.spans = [
+            s
+            for s in spans
+            if s.workflow_id == node.workflow_id
+            and s.namespace in (None, node.namespace)
+            and s.run_id in (None, node.run_id)
+            and not s.request_id
+            and not (
+                s.attributes.get("temporal.activity_id") or s.attributes.get("temporalActivityID")
+            )
+        ]
+
+
+def build_view(
+    root: TreeNode,
+    viewer: Viewer,
+    ui_link: Callable[[str, str, str], str | None],
+    tree_link: Callable[[str, str, str], str],
+    spans: list[SpanInfo],
+    endpoints: dict[str, tuple[str, str]],
+    now: datetime | None = None,
+) -> TreeView:
+    """Lay the (already redacted) tree out for the page."""
+    now = now or datetime.now(UTC)
+    nodes = root.walk()
+    t0 = min((n.start_time for n in nodes if n.start_time), default=now)
+    t_end = max((n.end_time or now for n in nodes if n.start_time), default=now)
+    total = max((t_end - t0).total_seconds(), 0.001)
+    expand_all = len(nodes) <= EXPAND_ALL_LIMIT
+    ordered: list[ViewNode] = []
+    errors: list[ViewNode] = []
+
+    def visit(node: TreeNode, parent: ViewNode | None, depth: int) -> ViewNode:
+        start = node.start_time
+        end = node.end_time or (now if start else None)
+        offset = (start - t0).total_seconds() if start else None
+        duration = (end - start).total_seconds() if start and end else None
+        is_error = node.status in ERROR_STATUSES
+        restricted = bool(node.details.get("restricted"))
+        view = ViewNode(
+            id=f"n{len(ordered)}",
+            node=node,
+            depth=depth,
+            left_pct=100 * (offset or 0.0) / total,
+            width_pct=max(100 * (duration or 0.0) / total, 0.15),
+            offset_s=offset,
+            duration_s=duration,
+            is_error=is_error,
+            is_origin=is_error and not any(c.status in ERROR_STATUSES for c in node.children),
+            on_error_path=False,
+            expanded=expand_all or depth < 2,
+            restricted=restricted,
+            ui_url=(
+                ui_link(node.namespace, node.workflow_id, node.run_id)
+                if node.workflow_id and node.run_id
+                else None
+            ),
+            tree_url=(
+                tree_link(node.namespace, node.workflow_id, node.run_id)
+                if node.workflow_id and node.run_id and depth > 0
+                else None
+            ),
+        )
+        ordered.append(view)
+        if view.is_origin:
+            errors.append(view)
+        token = node.details.get("operation_token")
+        if token and not restricted:
+            view.token = decode_token(str(token))
+        _match_spans(view, parent, spans)
+        view.children = [visit(child, view, depth + 1) for child in node.children]
+        view.on_error_path = any(c.is_error or c.on_error_path for c in view.children)
+        if view.on_error_path:
+            view.expanded = True
+        if not restricted and node.kind in ("nexus_operation", "activity"):
+            caller = parent.node if parent else None
+            view.diagnosis = diagnose(node, caller, endpoints, ui_link)
+        return view
+
+    root_view = visit(root, None, 0)
+    namespaces = sorted({n.namespace for n in nodes})
+    return TreeView(root_view, ordered, total, _ticks(total), errors, namespaces)
+
+
+def seconds_ago(seconds: float, now: datetime | None = None) -> datetime:
+    """``now`` minus ``seconds``, in UTC."""
+    return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
