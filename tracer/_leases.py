@@ -34,7 +34,7 @@ class LeaseKeeper:
         self.store = store
         self.ttl = ttl
         self.id = uuid.uuid4().hex
-        self.description = f"{socket.gethostname()}:{os.getpid()}"
+        self.description = f"{socket.gethostname()}:{os.getpid()}/{self.id[:6]}"
         self.started_at = datetime.now(UTC)
 
     def balance(self, namespaces: Sequence[str]) -> set[str]:
