@@ -283,6 +283,23 @@ def parse_history(
     def call_for(scheduled_event_id: int) -> CallFacts | None:
         return calls.get(scheduled_event_id)
 
+    def link_out(call: CallFacts, kind: str, source: str, target: tuple[str, str, str]) -> None:
+        """Record an edge from one of this run's calls to ``(namespace, wid, run id)``."""
+        run.links.append(
+            LinkFacts(
+                kind=kind,
+                source=source,
+                caller_namespace=namespace,
+                caller_workflow_id=workflow_id,
+                caller_run_id=run_id,
+                caller_event_id=call.event_id,
+                caller_request_id=call.request_id or "",
+                handler_namespace=target[0],
+                handler_workflow_id=target[1],
+                handler_run_id=target[2],
+            )
+        )
+
     for event in events:
         run.history_length = event.event_id
         kind = event.event_type
@@ -356,39 +373,14 @@ def parse_history(
                 if not link.HasField("workflow_event"):
                     continue
                 handler = link.workflow_event
-                run.links.append(
-                    LinkFacts(
-                        kind="nexus",
-                        source="caller_history",
-                        caller_namespace=namespace,
-                        caller_workflow_id=workflow_id,
-                        caller_run_id=run_id,
-                        caller_event_id=call.event_id,
-                        caller_request_id=call.request_id or "",
-                        handler_namespace=handler.namespace,
-                        handler_workflow_id=handler.workflow_id,
-                        handler_run_id=handler.run_id,
-                    )
-                )
+                target = (handler.namespace, handler.workflow_id, handler.run_id)
+                link_out(call, "nexus", "caller_history", target)
                 linked = True
             token_target = decode_operation_token(call.operation_token or "")
             if not linked and token_target is not None:
                 # No link in history (older servers): the token still names the workflow;
                 # its run is resolved later from the store.
-                run.links.append(
-                    LinkFacts(
-                        kind="nexus",
-                        source="operation_token",
-                        caller_namespace=namespace,
-                        caller_workflow_id=workflow_id,
-                        caller_run_id=run_id,
-                        caller_event_id=call.event_id,
-                        caller_request_id=call.request_id or "",
-                        handler_namespace=token_target[0],
-                        handler_workflow_id=token_target[1],
-                        handler_run_id="",
-                    )
-                )
+                link_out(call, "nexus", "operation_token", (*token_target, ""))
         elif kind == _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             attrs_c = event.start_child_workflow_execution_initiated_event_attributes
             calls[event.event_id] = CallFacts(
@@ -401,19 +393,9 @@ def parse_history(
             attrs_cs = event.child_workflow_execution_started_event_attributes
             call = call_for(attrs_cs.initiated_event_id)
             if call is not None:
-                run.links.append(
-                    LinkFacts(
-                        kind="child",
-                        source="caller_history",
-                        caller_namespace=namespace,
-                        caller_workflow_id=workflow_id,
-                        caller_run_id=run_id,
-                        caller_event_id=call.event_id,
-                        handler_namespace=attrs_cs.namespace or namespace,
-                        handler_workflow_id=attrs_cs.workflow_execution.workflow_id,
-                        handler_run_id=attrs_cs.workflow_execution.run_id,
-                    )
-                )
+                child = attrs_cs.workflow_execution
+                target = (attrs_cs.namespace or namespace, child.workflow_id, child.run_id)
+                link_out(call, "child", "caller_history", target)
         elif kind == _E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
             attrs_sig = event.signal_external_workflow_execution_initiated_event_attributes
             calls[event.event_id] = CallFacts(
