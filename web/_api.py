@@ -109,7 +109,7 @@ def traces(request: Request) -> dict[str, Any]:
     Query parameters (all optional, the same as the search page's URL): ``namespace``,
     ``workflow_type``, ``workflow_id`` (substring), ``status``, ``since``/``until`` (ISO
     8601) or ``window`` (``15m``, ``1h``, ``6h``, ``24h``, ``7d``, ``30d``),
-    ``min_duration`` (seconds), ``page``, ``page_size`` (10, 25, 50, 100).
+    ``min_duration`` (seconds), ``page``, ``page_size`` (1 to 200, default 25).
     """
     from ._pages import filter_from_query
 

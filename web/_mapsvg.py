@@ -42,6 +42,17 @@ def _border_point(cx: float, cy: float, tx: float, ty: float) -> tuple[float, fl
     return cx + dx * scale, cy + dy * scale
 
 
+def _marker(marker_id: str, color: str) -> str:
+    return (
+        f'<marker id="{marker_id}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="12" '
+        'markerHeight="12" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+        f'<path d="M0,0 L10,5 L0,10 z" fill="{color}"/></marker>'
+    )
+
+
+HALO = 'stroke="#fff" paint-order="stroke"'
+
+
 def render_map_svg(graph: NamespaceMap) -> str:
     """An SVG picture of ``graph``; every text is escaped."""
     names = graph.namespaces
@@ -57,14 +68,7 @@ def render_map_svg(graph: NamespaceMap) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="ns-map" viewBox="0 0 {WIDTH} {HEIGHT}"'
         f' width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="Namespace map">',
-        "<defs>"
-        '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        'fill="#5d6678"/></marker>'
-        '<marker id="arrow-err" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        'fill="#c0392b"/></marker>'
-        "</defs>",
+        "<defs>" + _marker("arrow", "#5d6678") + _marker("arrow-err", "#c0392b") + "</defs>",
     ]
     if not names:
         parts.append(
@@ -85,6 +89,7 @@ def render_map_svg(graph: NamespaceMap) -> str:
         width = 1.5 + 4 * math.log1p(edge.calls) / math.log1p(max_calls)
         failing = edge.errors > 0
         color = "#c0392b" if failing else "#5d6678"
+        kinds = ", ".join(kind.replace("_", " ") for kind in edge.kinds)
         lx, ly = (sx + 2 * qx + ex) / 4, (sy + 2 * qy + ey) / 4
         title = escape(f"{edge.caller} → {edge.callee} ({', '.join(edge.kinds)}): {_label(edge)}")
         parts.append(
@@ -95,9 +100,9 @@ def render_map_svg(graph: NamespaceMap) -> str:
             f'stroke="{color}" stroke-width="{width:.1f}" '
             f'marker-end="url(#{"arrow-err" if failing else "arrow"})"/>'
             f'<text x="{lx:.1f}" y="{ly - 6:.1f}" text-anchor="middle" class="edge-label" '
-            f'fill="{color}">{escape(_label(edge))}</text>'
+            f'fill="{color}" stroke-width="4" {HALO}>{escape(_label(edge))}</text>'
             f'<text x="{lx:.1f}" y="{ly + 8:.1f}" text-anchor="middle" class="edge-kind" '
-            f'fill="#5d6678">{escape(", ".join(k.replace("_", " ") for k in edge.kinds))}</text>'
+            f'fill="#5d6678" stroke-width="3" {HALO}>{escape(kinds)}</text>'
             "</g>"
         )
     for name in names:

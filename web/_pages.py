@@ -41,6 +41,7 @@ pages_router = APIRouter(include_in_schema=False)
 STATUSES = ["running", "completed", "failed", "timed_out", "canceled", "terminated"]
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000}
 PAGE_SIZES = (10, 25, 50, 100)
+MAX_PAGE_SIZE = 200
 
 
 def namespace_hue(namespace: str) -> int:
@@ -134,8 +135,8 @@ def filter_from_query(request: Request) -> tuple[TraceFilter, dict[str, str]]:
         raise HTTPException(
             status_code=400, detail="page, page_size, min_duration: numbers"
         ) from err
-    if criteria.page_size not in PAGE_SIZES:
-        raise HTTPException(status_code=400, detail=f"page_size must be one of {PAGE_SIZES}")
+    if not 1 <= criteria.page_size <= MAX_PAGE_SIZE:
+        raise HTTPException(status_code=400, detail=f"page_size must be 1 to {MAX_PAGE_SIZE}")
     viewer = viewer_of(request)
     criteria.visible_namespaces = viewer.namespaces
     return criteria, query
