@@ -78,7 +78,28 @@ STATUS_ICONS = {
     "terminated": "■",
 }
 
+KIND_LABELS = {
+    "workflow": "workflow",
+    "activity": "activity",
+    "nexus_operation": "nexus op",
+    "nexus_handler": "handler",
+    "child_workflow": "child",
+    "http_call": "http",
+    "signal": "signal",
+    "update": "update",
+}
+
+
+def short_name(kind: str, name: str) -> str:
+    """The row label of a node: a Nexus call drops its endpoint (shown in the detail)."""
+    if kind == "nexus_operation" and name.count("/") >= 2:
+        return name.split("/", 1)[1]
+    return name
+
+
 templates.env.globals.update(
+    kind_labels=KIND_LABELS,
+    short_name=short_name,
     namespace_hue=namespace_hue,
     fmt_duration=fmt_duration,
     fmt_time=fmt_time,
