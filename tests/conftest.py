@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from temporalio.client import Client
 
+from tests._postgres import postgres_bindir, temporary_postgres
 from tracer._db import create_db_engine, upgrade_database
 from tracer._store import Store
 from tracer.collector import Collector, ServeSettings, run_collector
@@ -184,52 +183,18 @@ async def linked_sample(
         yield sample
 
 
-def _postgres_bindir() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A real PostgreSQL server (Debian's ``postgresql``) in a temporary cluster.
 
     Yields the SQLAlchemy URL of its maintenance database; tests create their own.
     """
-    bindir = _postgres_bindir()
+    bindir = postgres_bindir()
     if bindir is None:
         skip_or_fail("PostgreSQL server binaries (Debian package postgresql) are not installed")
     assert bindir is not None
-    # Not under pytest's temporary directory: that one is private to the current user.
-    base = Path(tempfile.mkdtemp(prefix="temporal-tracer-pg-"))
-    # PostgreSQL refuses to run as root: run it as the postgres system user then.
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(base, "postgres")
-    data, log = base / "data", base / "server.log"
-    subprocess.run(
-        [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "tracer", "--auth=trust",
-         "-E", "UTF8"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    port = free_port()
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log),
-         "-w", "start"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        yield f"postgresql+psycopg://tracer@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            check=False, capture_output=True,
-        )  # fmt: skip
-        shutil.rmtree(base, ignore_errors=True)
+    with temporary_postgres(bindir) as url:
+        yield url
 
 
 @pytest.fixture
