@@ -330,3 +330,80 @@ async def test_hostile_names_are_shown_as_text(
     assert await page.locator("main script, main b, main i, main img, main svg").count() == 0
     assert dialogs == []
     await page.screenshot(path=shots / "escaping.png", full_page=True)
+
+
+async def test_span_attributes_in_node_detail(
+    page: Page, ui: UiServer, linked_sample: LinkedSample, shots: Path
+) -> None:
+    """Spans sent over OTLP/JSON to the receiver join their nodes by namespace, workflow id
+    and run id, and by Nexus request id."""
+    from tracer._receiver import create_receiver_app
+
+    order = linked_sample.order_ids["ok"]
+    tree = await linked_sample.tree("orders", order)
+    payment = next(
+        n for n in _nodes(tree) if n["kind"] == "workflow" and n["namespace"] == "payments"
+    )
+    quote = next(n for n in _nodes(tree) if n["name"].endswith("/get_quote"))
+
+    def attrs(**values: str) -> list[dict[str, Any]]:
+        return [{"key": k, "value": {"stringValue": v}} for k, v in values.items()]
+
+    now = 1_800_000_000_000_000_000
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": attrs(**{"service.name": "payments-worker"})},
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "ab" * 16,
+                                "spanId": "01" * 8,
+                                "name": "RunWorkflow:ProcessPaymentWorkflow",
+                                "startTimeUnixNano": str(now),
+                                "endTimeUnixNano": str(now + 5_000_000),
+                                "attributes": attrs(
+                                    **{
+                                        "temporal.namespace": "payments",
+                                        "temporal.workflow_id": payment["workflow_id"],
+                                        "temporal.run_id": payment["run_id"],
+                                        "temporal.caller.namespace": "orders",
+                                    }
+                                ),
+                            },
+                            {
+                                "traceId": "ab" * 16,
+                                "spanId": "02" * 8,
+                                "name": "RunStartNexusOperationHandler:PaymentsService/get_quote",
+                                "startTimeUnixNano": str(now),
+                                "endTimeUnixNano": str(now + 1_000_000),
+                                "attributes": attrs(
+                                    **{
+                                        "temporal.namespace": "payments",
+                                        "temporal.nexus.request_id": quote["details"]["request_id"],
+                                    }
+                                ),
+                            },
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    receiver = create_receiver_app(ui.store)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=receiver), base_url="http://otlp"
+    ) as otlp:
+        response = await otlp.post("/v1/traces", json=body)
+        assert response.status_code == 200, response.text
+    await page.goto(f"{ui.url}/workflows/orders/{order}")
+    await page.locator(".node[data-kind='workflow'][data-namespace='payments'] > .row").click()
+    spans = page.locator("#detail .spans")
+    await expect(spans.locator("summary")).to_contain_text("RunWorkflow:ProcessPaymentWorkflow")
+    await expect(spans.locator("summary")).to_contain_text("payments-worker")
+    await expect(spans.locator("table.attrs")).to_contain_text("temporal.caller.namespace")
+    await expect(spans.locator("table.attrs")).to_contain_text(payment["run_id"])
+    await page.locator(".node[data-kind='nexus_handler'] > .row").first.click()
+    await expect(spans.locator("summary")).to_contain_text("RunStartNexusOperationHandler")
+    await page.screenshot(path=shots / "tree-spans.png", full_page=True)
