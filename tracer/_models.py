@@ -240,3 +240,35 @@ class NamespaceLease(Base):
     namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExportCursor(Base):
+    """How far the OTLP exporter got with one destination: the store is its queue."""
+
+    __tablename__ = "export_cursors"
+
+    destination: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Highest span row id delivered; rows below it that were not yet committed when it
+    # moved (PostgreSQL ids are not handed out in commit order) are kept in span_gaps.
+    span_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    span_gaps: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[lo, hi, since], ...]
+    spans_exported: Mapped[int] = mapped_column(BigInteger, default=0)
+    runs_synthesized: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExportRun(Base):
+    """A closed run the exporter has dealt with for one destination (synthesized or not)."""
+
+    __tablename__ = "export_runs"
+
+    destination: Mapped[str] = mapped_column(String(255), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # False: the run had spans of its own, so nothing was synthesized for it.
+    synthesized: Mapped[bool] = mapped_column(Boolean, default=False)
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+__all__ += ["ExportCursor", "ExportRun"]

@@ -1,0 +1,615 @@
+"""Stored rows to enriched OpenTelemetry ``ReadableSpan`` objects, for the OTLP exporter.
+
+Three things are added to what workers sent:
+
+- Temporal identity (``temporal.namespace``, workflow id, run id, workflow type) on every
+  span whose run the store knows, also for spans of the SDK's own interceptor, which
+  names no namespace.
+- Span links (and ``temporal.caller.trace_id``/``span_id`` attributes, for backends that
+  drop links) from a handler's entry spans to the caller's span when the two sit in
+  different traces.
+- Spans synthesized from histories for closed runs that sent no span at all, placed in
+  the trace recorded in history headers (the ``traceparent`` of the calling Nexus
+  operation, or of the run's own Nexus calls), else in the caller's trace, else in a
+  trace derived from the run, so the whole cross-namespace tree shows upstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link as OtelLink
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from interceptors import ATTR
+from interceptors._propagation import TraceParent
+
+from ._models import Call, Link, NexusEndpointRow, Span, WorkflowRun
+
+__all__ = [
+    "SYNTHESIZED",
+    "SpanEnricher",
+    "decode_attributes",
+    "derived_span_id",
+    "derived_trace_id",
+]
+
+SYNTHESIZED = "temporal.synthesized"
+"""Attribute set (true) on spans made from histories rather than received."""
+
+CALLER_TRACE_ID = "temporal.caller.trace_id"
+CALLER_SPAN_ID = "temporal.caller.span_id"
+
+_SCOPE = InstrumentationScope("temporal-tracer.export")
+_SYNTH_SCOPE = InstrumentationScope("temporal-tracer.history")
+# Which caller span a handler hangs off, by the kind of call: the span that made the call.
+_CALL_SPAN_PREFIXES = {
+    "nexus": ("StartNexusOperation:",),
+    "activity_wrapper": ("RunActivity:", "StartActivity:"),
+    "child": ("StartChildWorkflow:",),
+}
+# Preferred order of link sources when a run has several callers recorded.
+_SOURCE_ORDER = {"caller_history": 0, "handler_history": 1, "header": 2, "operation_token": 3}
+_MAX_DEPTH = 32
+
+
+def _digest(*parts: str) -> int:
+    text = "\x1f".join(parts).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:16], "big") or 1
+
+
+def derived_trace_id(namespace: str, run_id: str) -> int:
+    """Deterministic 128-bit trace id for a tree rooted at a run that recorded none."""
+    return _digest("trace", namespace, run_id)
+
+
+def derived_span_id(*parts: str) -> int:
+    """Deterministic 64-bit span id of a synthesized span."""
+    return (_digest("span", *parts) >> 64) or 1
+
+
+def _nanos(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+# --- OTLP/JSON decoding --------------------------------------------------------------
+
+
+def _any_value(value: Any) -> Any:
+    """An OTLP/JSON ``AnyValue`` (or a plain JSON value) as an OpenTelemetry attribute."""
+    if not isinstance(value, dict):
+        if isinstance(value, list):
+            items = [_any_value(item) for item in value]
+            return (
+                items
+                if all(isinstance(i, str | bool | int | float) for i in items)
+                else (json.dumps(value))
+            )
+        return value
+    for key in ("stringValue", "string_value", "boolValue", "bool_value", "doubleValue"):
+        if key in value:
+            return value[key]
+    for key in ("intValue", "int_value"):
+        if key in value:
+            return int(value[key])  # OTLP/JSON writes 64-bit ints as strings
+    for key in ("bytesValue", "bytes_value"):
+        if key in value:
+            return str(value[key])
+    array = value.get("arrayValue", value.get("array_value"))
+    if isinstance(array, dict):
+        items = [_any_value(item) for item in array.get("values", [])]
+        kinds = {type(item) for item in items}
+        # Attribute arrays must be homogeneous primitives; anything else goes as JSON.
+        if len(kinds) <= 1 and kinds <= {str, bool, int, float}:
+            return items
+        return json.dumps(items)
+    kvlist = value.get("kvlistValue", value.get("kvlist_value"))
+    if isinstance(kvlist, dict):
+        return json.dumps(decode_attributes(kvlist.get("values", [])))
+    return json.dumps(value) if value else None
+
+
+def decode_attributes(data: Any) -> dict[str, Any]:
+    """Attributes from stored JSON: a ``KeyValue`` list, a map, or JSON text of either."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data or "{}")
+        except ValueError:
+            return {}
+    if isinstance(data, dict) and isinstance(data.get("attributes"), list | dict):
+        data = data["attributes"]  # a whole OTLP Resource
+    pairs: Iterable[tuple[Any, Any]]
+    if isinstance(data, dict):
+        pairs = data.items()
+    elif isinstance(data, list):
+        pairs = ((i.get("key"), i.get("value")) for i in data if isinstance(i, dict))
+    else:
+        return {}
+    out: dict[str, Any] = {}
+    for key, raw in pairs:
+        value = _any_value(raw)
+        if key and value is not None:
+            out[str(key)] = value
+    return out
+
+
+def _hex_id(value: Any, width: int) -> int | None:
+    if not isinstance(value, str) or len(value) != width:
+        return None
+    try:
+        return int(value, 16) or None
+    except ValueError:
+        return None
+
+
+def _events(text: str) -> list[Event]:
+    try:
+        data = json.loads(text or "[]")
+    except ValueError:
+        return []
+    events = []
+    for item in data if isinstance(data, list) else []:
+        if isinstance(item, dict):
+            stamp = item.get("timeUnixNano", item.get("time_unix_nano", 0))
+            events.append(
+                Event(
+                    str(item.get("name", "")),
+                    decode_attributes(item.get("attributes", [])),
+                    int(stamp or 0),
+                )
+            )
+    return events
+
+
+def _links(text: str) -> list[OtelLink]:
+    try:
+        data = json.loads(text or "[]")
+    except ValueError:
+        return []
+    links = []
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict):
+            continue
+        trace_id = _hex_id(item.get("traceId", item.get("trace_id")), 32)
+        span_id = _hex_id(item.get("spanId", item.get("span_id")), 16)
+        if trace_id and span_id:
+            context = SpanContext(trace_id, span_id, True, TraceFlags(TraceFlags.SAMPLED))
+            links.append(OtelLink(context, decode_attributes(item.get("attributes", []))))
+    return links
+
+
+def _context(trace_id: int, span_id: int) -> SpanContext:
+    return SpanContext(trace_id, span_id, False, TraceFlags(TraceFlags.SAMPLED))
+
+
+def _status(code: int, message: str | None) -> Status:
+    if code == StatusCode.ERROR.value:
+        return Status(StatusCode.ERROR, message or None)
+    return Status(StatusCode.OK if code == StatusCode.OK.value else StatusCode.UNSET)
+
+
+def _span_kind(otlp_kind: int) -> SpanKind:
+    # OTLP numbers kinds from UNSPECIFIED=0; the Python API from INTERNAL=0.
+    try:
+        return SpanKind(max(otlp_kind - 1, 0))
+    except ValueError:
+        return SpanKind.INTERNAL
+
+
+# --- enrichment ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    """A caller-side span a handler hangs off: real (stored) or synthesized."""
+
+    trace_id: int
+    span_id: int
+
+
+class SpanEnricher:
+    """Builds enriched ``ReadableSpan`` objects from the store, inside one session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._runs: dict[tuple[str, str], WorkflowRun | None] = {}
+        self._run_spans: dict[str, list[Span]] = {}
+        self._placements: dict[tuple[str, str], tuple[int, int | None]] = {}
+        self._endpoints: dict[str, str] | None = None
+
+    # --- lookups -----------------------------------------------------------------
+
+    def _run(self, namespace: str | None, run_id: str) -> WorkflowRun | None:
+        key = (namespace or "", run_id)
+        if key not in self._runs:
+            query = select(WorkflowRun).where(WorkflowRun.run_id == run_id)
+            if namespace:
+                query = query.where(WorkflowRun.namespace == namespace)
+            self._runs[key] = self.session.scalars(query.limit(1)).first()
+        return self._runs[key]
+
+    def _spans_of_run(self, run: WorkflowRun) -> list[Span]:
+        if run.run_id not in self._run_spans:
+            # (namespace, workflow_id) is indexed; run_id alone is not.
+            self._run_spans[run.run_id] = list(
+                self.session.scalars(
+                    select(Span).where(
+                        Span.workflow_id == run.workflow_id, Span.run_id == run.run_id
+                    )
+                )
+            )
+        return self._run_spans[run.run_id]
+
+    def has_spans(self, run: WorkflowRun) -> bool:
+        """Whether any span of ``run`` was received."""
+        return bool(self._spans_of_run(run))
+
+    def _endpoint_namespace(self, endpoint: str | None) -> str | None:
+        if self._endpoints is None:
+            rows = self.session.execute(
+                select(NexusEndpointRow.name, NexusEndpointRow.target_namespace)
+            )
+            self._endpoints = {name: namespace for name, namespace in rows}
+        return self._endpoints.get(endpoint or "")
+
+    def _callers(self, run: WorkflowRun) -> list[Link]:
+        links = self.session.scalars(
+            select(Link).where(
+                Link.handler_namespace == run.namespace,
+                Link.handler_run_id == run.run_id,
+                Link.kind != "signal",
+            )
+        )
+        seen: set[tuple[str, str, int, str, str]] = set()
+        unique = []
+        for link in sorted(links, key=lambda li: (_SOURCE_ORDER.get(li.source, 9), li.id)):
+            key = (
+                link.caller_namespace,
+                link.caller_run_id,
+                link.caller_event_id,
+                link.caller_request_id,
+                link.caller_activity_id,
+            )
+            # One edge is often recorded by both histories: keep it once.
+            if key in seen or (
+                link.caller_request_id and any(k[3] == link.caller_request_id for k in seen)
+            ):
+                continue
+            seen.add(key)
+            unique.append(link)
+        if not unique and run.parent_run_id:
+            # A same-namespace child: its parent is named in its own history.
+            parent = self._run(run.parent_namespace or run.namespace, run.parent_run_id)
+            if parent is not None:
+                unique.append(
+                    Link(
+                        kind="child",
+                        source="handler_history",
+                        caller_namespace=parent.namespace,
+                        caller_workflow_id=parent.workflow_id,
+                        caller_run_id=parent.run_id,
+                        caller_event_id=run.parent_event_id or 0,
+                        caller_request_id="",
+                        caller_activity_id="",
+                    )
+                )
+        return unique
+
+    def _call_of(self, link: Link, caller: WorkflowRun) -> Call | None:
+        query = select(Call).where(Call.run_pk == caller.id)
+        if link.caller_event_id:
+            query = query.where(Call.event_id == link.caller_event_id)
+        elif link.caller_request_id:
+            query = query.where(Call.request_id == link.caller_request_id)
+        elif link.caller_activity_id:
+            query = query.where(Call.activity_id == link.caller_activity_id)
+        else:
+            return None
+        return self.session.scalars(query.limit(1)).first()
+
+    # --- placing handlers under callers --------------------------------------------
+
+    def _caller_anchor(
+        self, link_kind: str, caller: WorkflowRun, call: Call | None, depth: int
+    ) -> _Anchor | None:
+        """The caller's span for this call: a stored one, else the synthesized one."""
+        spans = self._spans_of_run(caller)
+        if spans:
+            prefixes = _CALL_SPAN_PREFIXES.get(link_kind, ())
+            candidates = [s for s in spans if s.name.startswith(prefixes)] if prefixes else []
+            if call is not None and call.kind == "nexus_operation" and call.operation:
+                named = [s for s in candidates if s.name.endswith(f"/{call.operation}")]
+                candidates = named or candidates
+            if call is not None and call.activity_id:
+                by_id = [
+                    s
+                    for s in candidates
+                    if str(decode_attributes(s.attributes).get(ATTR.ACTIVITY_ID, ""))
+                    == call.activity_id
+                ]
+                candidates = by_id or candidates
+            if candidates and call is not None:
+                start = _nanos(call.start_time)
+                best = min(candidates, key=lambda s: abs(s.start_time_unix_nano - start))
+            else:
+                best = min(candidates or spans, key=lambda s: s.start_time_unix_nano)
+            return _Anchor(int(best.trace_id, 16), int(best.span_id, 16))
+        trace_id, _ = self.placement(caller, depth + 1)
+        if call is not None:
+            return _Anchor(trace_id, self._call_span_id(caller, call, trace_id))
+        return _Anchor(trace_id, self._run_span_id(caller))
+
+    def placement(self, run: WorkflowRun, depth: int = 0) -> tuple[int, int | None]:
+        """``(trace id, parent span id)`` of the synthesized span of a run without spans."""
+        key = (run.namespace, run.run_id)
+        if key in self._placements:
+            return self._placements[key]
+        result: tuple[int, int | None] = (derived_trace_id(run.namespace, run.run_id), None)
+        # Guard against cycles in recorded links (and absurdly deep trees).
+        self._placements[key] = result
+        if depth < _MAX_DEPTH:
+            for link in self._callers(run):
+                caller = self._run(link.caller_namespace, link.caller_run_id)
+                if caller is None:
+                    continue
+                call = self._call_of(link, caller)
+                parent = TraceParent.parse(call.traceparent if call is not None else None)
+                if parent is not None:
+                    result = (parent.trace_id, parent.span_id)
+                    break
+                anchor = self._caller_anchor(link.kind, caller, call, depth)
+                if anchor is not None:
+                    result = (anchor.trace_id, anchor.span_id)
+                    break
+            else:
+                # A root: its own Nexus calls recorded the trace it ran in.
+                for call in self._calls(run):
+                    parent = TraceParent.parse(call.traceparent)
+                    if parent is not None:
+                        result = (parent.trace_id, None)
+                        break
+        self._placements[key] = result
+        return result
+
+    def _calls(self, run: WorkflowRun) -> list[Call]:
+        return list(
+            self.session.scalars(select(Call).where(Call.run_pk == run.id).order_by(Call.event_id))
+        )
+
+    def _run_span_id(self, run: WorkflowRun) -> int:
+        return derived_span_id(run.namespace, run.run_id)
+
+    def _call_span_id(self, run: WorkflowRun, call: Call, trace_id: int) -> int:
+        parent = TraceParent.parse(call.traceparent)
+        if parent is not None and parent.trace_id == trace_id:
+            # The span id the handler already saw as its parent: keep the tree joined.
+            return parent.span_id
+        return derived_span_id(run.namespace, run.run_id, str(call.event_id))
+
+    # --- received spans ------------------------------------------------------------
+
+    def _entry_spans(self, rows: Sequence[Span]) -> set[int]:
+        """Ids of rows whose parent is not a stored span of the same trace."""
+        wanted = {(r.trace_id, r.parent_span_id) for r in rows if r.parent_span_id}
+        present: set[tuple[str, str]] = set()
+        parents = sorted({p for _, p in wanted})
+        for start in range(0, len(parents), 500):
+            chunk = parents[start : start + 500]
+            present.update(
+                (t, s)
+                for t, s in self.session.execute(
+                    select(Span.trace_id, Span.span_id).where(Span.span_id.in_(chunk))
+                )
+            )
+        return {
+            r.id
+            for r in rows
+            if not r.parent_span_id or (r.trace_id, r.parent_span_id) not in present
+        }
+
+    def _cross_trace_callers(self, row: Span, run: WorkflowRun | None) -> list[_Anchor]:
+        trace_id = int(row.trace_id, 16)
+        anchors: list[_Anchor] = []
+        pairs: list[tuple[str, WorkflowRun, Call | None]] = []
+        if run is not None:
+            for link in self._callers(run):
+                caller = self._run(link.caller_namespace, link.caller_run_id)
+                if caller is not None:
+                    pairs.append((link.kind, caller, self._call_of(link, caller)))
+        elif row.request_id:
+            # A sync Nexus handler: no run of its own, the request id names the call.
+            call = self.session.scalars(
+                select(Call).where(Call.request_id == row.request_id).limit(1)
+            ).first()
+            caller = self.session.get(WorkflowRun, call.run_pk) if call is not None else None
+            if call is not None and caller is not None:
+                pairs.append(("nexus", caller, call))
+        for kind, caller, call in pairs:
+            parent = TraceParent.parse(call.traceparent if call is not None else None)
+            if parent is not None and parent.trace_id == trace_id:
+                continue  # the trace context crossed over: already one trace
+            anchor = self._caller_anchor(kind, caller, call, 0)
+            if anchor is not None and anchor.trace_id != trace_id and anchor not in anchors:
+                anchors.append(anchor)
+        return anchors
+
+    def is_linked(self, row: Span) -> bool:
+        """Whether the linker has stored what enriching ``row`` needs (its run or call)."""
+        attributes = decode_attributes(row.attributes)
+        run_id = row.run_id or attributes.get(ATTR.RUN_ID) or attributes.get("temporalRunID")
+        if run_id:
+            return self._run(row.namespace, str(run_id)) is not None
+        if row.request_id:
+            found = self.session.scalars(
+                select(Call.id).where(Call.request_id == row.request_id).limit(1)
+            ).first()
+            return found is not None
+        return True
+
+    def enrich(self, rows: Sequence[Span]) -> list[ReadableSpan]:
+        """Received rows as ``ReadableSpan`` objects with Temporal identity and links."""
+        entries = self._entry_spans(rows)
+        spans = []
+        for row in rows:
+            attributes = decode_attributes(row.attributes)
+            run_id = row.run_id or attributes.get(ATTR.RUN_ID) or attributes.get("temporalRunID")
+            run = self._run(row.namespace, str(run_id)) if run_id else None
+            namespace = row.namespace or (run.namespace if run is not None else None)
+            request_id = row.request_id or attributes.get(ATTR.REQUEST_ID)
+            if namespace is None and request_id:
+                call = self.session.scalars(
+                    select(Call).where(Call.request_id == str(request_id)).limit(1)
+                ).first()
+                namespace = self._endpoint_namespace(call.endpoint) if call is not None else None
+            ensured = {
+                ATTR.NAMESPACE: namespace,
+                ATTR.WORKFLOW_ID: row.workflow_id or (run.workflow_id if run else None),
+                ATTR.RUN_ID: run_id,
+                ATTR.WORKFLOW_TYPE: run.workflow_type if run is not None else None,
+                ATTR.REQUEST_ID: request_id,
+            }
+            for key, value in ensured.items():
+                if value and key not in attributes:
+                    attributes[key] = str(value)
+            links = _links(row.links)
+            if row.id in entries:
+                anchors = self._cross_trace_callers(row, run)
+                for anchor in anchors:
+                    links.append(
+                        OtelLink(
+                            _context(anchor.trace_id, anchor.span_id),
+                            {"temporal.link": "caller"},
+                        )
+                    )
+                if anchors:
+                    attributes.setdefault(CALLER_TRACE_ID, f"{anchors[0].trace_id:032x}")
+                    attributes.setdefault(CALLER_SPAN_ID, f"{anchors[0].span_id:016x}")
+            resource = decode_attributes(row.resource)
+            if row.service_name:
+                resource.setdefault("service.name", row.service_name)
+            parent = _hex_id(row.parent_span_id, 16)
+            trace_id = int(row.trace_id, 16)
+            spans.append(
+                ReadableSpan(
+                    row.name,
+                    context=_context(trace_id, int(row.span_id, 16)),
+                    parent=_context(trace_id, parent) if parent else None,
+                    resource=Resource(resource),
+                    attributes=attributes,
+                    events=_events(row.events),
+                    links=links,
+                    kind=_span_kind(row.kind),
+                    status=_status(row.status_code, row.status_message),
+                    start_time=row.start_time_unix_nano,
+                    end_time=row.end_time_unix_nano,
+                    instrumentation_scope=_SCOPE,
+                )
+            )
+        return spans
+
+    # --- synthesized spans ---------------------------------------------------------
+
+    def synthesize(self, run: WorkflowRun) -> list[ReadableSpan]:
+        """Spans for a closed run that sent none: the run, and each call it made."""
+        trace_id, parent_id = self.placement(run)
+        run_span_id = self._run_span_id(run)
+        resource = Resource({"service.name": run.namespace, "service.namespace": "temporal"})
+        identity: dict[str, Any] = {
+            ATTR.NAMESPACE: run.namespace,
+            ATTR.WORKFLOW_ID: run.workflow_id,
+            ATTR.RUN_ID: run.run_id,
+            SYNTHESIZED: True,
+        }
+        end = run.close_time or run.start_time
+        run_attributes = {
+            **identity,
+            ATTR.WORKFLOW_TYPE: run.workflow_type,
+            ATTR.TASK_QUEUE: run.task_queue,
+            ATTR.OUTCOME: run.status,
+        }
+        callers = self._callers(run)
+        if callers:
+            first = callers[0]
+            run_attributes[ATTR.CALLER_KIND] = first.kind
+            run_attributes[ATTR.CALLER_NAMESPACE] = first.caller_namespace
+            run_attributes[ATTR.CALLER_WORKFLOW_ID] = first.caller_workflow_id
+            run_attributes[ATTR.CALLER_RUN_ID] = first.caller_run_id
+        if run.error_type:
+            run_attributes[ATTR.ERROR_TYPE] = run.error_type
+        spans = [
+            ReadableSpan(
+                f"RunWorkflow:{run.workflow_type}",
+                context=_context(trace_id, run_span_id),
+                parent=_context(trace_id, parent_id) if parent_id else None,
+                resource=resource,
+                attributes=_clean(run_attributes),
+                kind=SpanKind.SERVER,
+                status=_run_status(run.status, run.error_message),
+                start_time=_nanos(run.start_time),
+                end_time=max(_nanos(end), _nanos(run.start_time)),
+                instrumentation_scope=_SYNTH_SCOPE,
+            )
+        ]
+        for call in self._calls(run):
+            call_end = call.end_time or end
+            attributes = {
+                **identity,
+                "temporal.call.kind": call.kind,
+                ATTR.ACTIVITY_ID: call.activity_id,
+                ATTR.ATTEMPT: call.attempt if call.kind == "activity" else None,
+                ATTR.ENDPOINT: call.endpoint,
+                ATTR.SERVICE: call.service,
+                ATTR.OPERATION: call.operation,
+                ATTR.REQUEST_ID: call.request_id,
+                ATTR.OPERATION_TOKEN: call.operation_token,
+                ATTR.OUTCOME: call.status,
+                ATTR.ERROR_TYPE: call.error_type,
+            }
+            spans.append(
+                ReadableSpan(
+                    _call_span_name(call),
+                    context=_context(trace_id, self._call_span_id(run, call, trace_id)),
+                    parent=_context(trace_id, run_span_id),
+                    resource=resource,
+                    attributes=_clean(attributes),
+                    kind=SpanKind.CLIENT,
+                    status=_run_status(call.status, call.error_message),
+                    start_time=_nanos(call.start_time),
+                    end_time=max(_nanos(call_end), _nanos(call.start_time)),
+                    instrumentation_scope=_SYNTH_SCOPE,
+                )
+            )
+        return spans
+
+
+def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in attributes.items() if value is not None and value != ""}
+
+
+def _run_status(status: str, message: str | None) -> Status:
+    if status in ("failed", "timed_out", "canceled", "terminated"):
+        return Status(StatusCode.ERROR, message or status)
+    return Status(StatusCode.OK if status == "completed" else StatusCode.UNSET)
+
+
+def _call_span_name(call: Call) -> str:
+    # The names of the SDK's interceptor, so synthesized and received spans read alike.
+    if call.kind == "activity":
+        return f"StartActivity:{call.name}"
+    if call.kind == "nexus_operation":
+        return f"StartNexusOperation:{call.service}/{call.operation}"
+    if call.kind == "child_workflow":
+        return f"StartChildWorkflow:{call.name}"
+    if call.kind == "signal":
+        return f"SignalExternalWorkflow:{call.name}"
+    return f"{call.kind}:{call.name}"
