@@ -13,7 +13,7 @@ from sqlalchemy import text
 from tracer._search import TraceSummary, namespace_map, search_traces
 from tracer._tree import build_tree
 
-from ._access import viewer_of
+from ._access import Viewer, viewer_of
 from ._deps import settings_of, store_of
 from ._view import redact
 
@@ -85,7 +85,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _summary_json(row: TraceSummary, visible: bool) -> dict[str, Any]:
+def _summary_json(row: TraceSummary, viewer: Viewer) -> dict[str, Any]:
+    visible = viewer.can_see(row.namespace)
+    error = row.first_error
     return {
         "namespace": row.namespace,
         "workflow_type": row.workflow_type,
@@ -98,7 +100,7 @@ def _summary_json(row: TraceSummary, visible: bool) -> dict[str, Any]:
         "namespaces": row.namespaces,
         "node_count": row.node_count,
         "error_count": row.error_count,
-        "first_error": row.first_error if visible else None,
+        "first_error": error if error and viewer.can_see(error["namespace"]) else None,
     }
 
 
@@ -118,7 +120,7 @@ def traces(request: Request) -> dict[str, Any]:
     with store_of(request).session() as session:
         result = search_traces(session, criteria)
     return {
-        "traces": [_summary_json(row, viewer.can_see(row.namespace)) for row in result.rows],
+        "traces": [_summary_json(row, viewer) for row in result.rows],
         "total": result.total,
         "page": result.page,
         "page_size": result.page_size,

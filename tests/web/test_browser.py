@@ -305,6 +305,18 @@ async def test_restricted_view(
     await page.goto(f"{locked_ui.url}/?workflow_id={_tag(linked_sample)}")
     await expect(page.locator("tr.trace")).to_have_count(4)
     assert order not in await page.locator("table.traces").inner_text()
+    # The failure happened in payments, so this viewer sees it on the row.
+    first_errors = page.locator("tr.trace .first-error")
+    await expect(first_errors.filter(has_text="CardDeclined")).to_have_count(1)
+    async with httpx.AsyncClient(base_url=locked_ui.url) as client:
+        listed = await client.get(
+            "/api/traces",
+            params={"workflow_id": _tag(linked_sample)},
+            headers={"Authorization": f"Bearer {PAYMENTS_TOKEN}"},
+        )
+    rows = listed.json()["traces"]
+    assert len(rows) == 4 and all(r["workflow_id"] is None for r in rows)
+    assert {r["first_error"]["type"] for r in rows if r["first_error"]} == {"CardDeclined"}
     response = await page.goto(f"{locked_ui.url}/workflows/orders/{order}")
     assert response is not None and response.status == 404
 

@@ -89,6 +89,7 @@
     const index = rows.indexOf(node.querySelector(":scope > .row"));
     if (event.key === "ArrowDown" && rows[index + 1]) select(rows[index + 1].closest(".node"), true);
     else if (event.key === "ArrowUp" && index > 0) select(rows[index - 1].closest(".node"), true);
+    else if (event.key === "Enter" || event.key === " ") select(node, false);
     else if (event.key === "ArrowRight") setExpanded(node, true);
     else if (event.key === "ArrowLeft") setExpanded(node, false);
     else return;
