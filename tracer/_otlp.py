@@ -17,7 +17,6 @@ import base64
 import json
 import math
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -53,7 +52,8 @@ __all__ = [
 
 Encoding = Literal["protobuf", "json"]
 
-# Attribute keys lifted into columns, in order of preference. The ``temporal*ID`` keys are
+# Attribute keys lifted into columns, in order of preference (request_to_rows spells them
+# out in its loop for speed: keep both in step). The ``temporal*ID`` keys are
 # the ones the Temporal SDK's own TracingInterceptor writes.
 NAMESPACE_KEYS = ("temporal.namespace",)
 WORKFLOW_ID_KEYS = ("temporal.workflow_id", "temporalWorkflowID")
@@ -72,6 +72,8 @@ _REQUEST_ID_MAX = 255
 _MAX_INT64 = 2**63 - 1
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
+# The same output as json.dumps, minus the cycle check (these dicts are fresh trees).
+_ENCODER = json.JSONEncoder(check_circular=False)
 # How many individual rejection reasons are spelled out in ``error_message``.
 _MAX_REASONS = 5
 
@@ -284,18 +286,25 @@ def _attribute_map(attributes: Any) -> dict[str, dict[str, Any]]:
     return result
 
 
+def _text(value: dict[str, Any] | None, limit: int) -> str | None:
+    """The text of a lifted attribute (a string, or an int), or None if absent or too long."""
+    if value is None:
+        return None
+    text = value.get("stringValue")
+    if text is None:
+        text = value.get("intValue")
+    if not isinstance(text, str) or not text or len(text) > limit:
+        return None
+    return _column_text(text)
+
+
 def _lift(
     attributes: dict[str, dict[str, Any]], keys: tuple[str, ...], limit: int, default: str | None
 ) -> str | None:
     for key in keys:
-        value = attributes.get(key)
-        if value is None:
-            continue
-        text = value.get("stringValue")
-        if text is None and "intValue" in value:
-            text = value["intValue"]
-        if isinstance(text, str) and text:
-            return _column_text(text) if len(text) <= limit else None
+        text = _text(attributes.get(key), limit)
+        if text is not None:
+            return text
     return default
 
 
@@ -373,28 +382,46 @@ def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -
     """
     result = DecodedSpans()
     rows = result.rows
-    dumps: Callable[[Any], str] = json.dumps
+    encode = _ENCODER.encode
     for resource_spans in request.resource_spans:
         resource = _attribute_map(resource_spans.resource.attributes)
-        resource_json = dumps(resource)
+        resource_json = encode(resource)
         service_name = _lift(resource, ("service.name",), _SERVICE_MAX, None)
         default_namespace = _lift(resource, NAMESPACE_KEYS, _NAMESPACE_MAX, None)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                problem = _span_problem(span)
-                if problem is not None:
+                trace_id = span.trace_id
+                span_id = span.span_id
+                parent = span.parent_span_id
+                start = span.start_time_unix_nano
+                end = span.end_time_unix_nano
+                # One cheap test for the valid case; _span_problem finds the reason otherwise.
+                if (
+                    len(trace_id) != 16
+                    or len(span_id) != 8
+                    or trace_id == _ZERO_TRACE_ID
+                    or span_id == _ZERO_SPAN_ID
+                    or (parent and len(parent) != 8)
+                    or not start
+                    or end < start
+                    or end > _MAX_INT64
+                ):
                     result.rejected += 1
                     if len(result.reasons) < _MAX_REASONS:
-                        result.reasons.append(f"span {span.span_id.hex() or '?'}: {problem}")
+                        problem = _span_problem(span)
+                        result.reasons.append(f"span {span_id.hex() or '?'}: {problem}")
                     continue
                 attributes = _attribute_map(span.attributes)
-                parent = span.parent_span_id
-                name = _column_text(span.name[:_NAME_MAX])
+                get = attributes.get
+                name = span.name
+                if len(name) > _NAME_MAX or "\x00" in name:
+                    name = _column_text(name[:_NAME_MAX])
                 status = span.status
+                message = status.message
                 rows.append(
                     {
-                        "trace_id": span.trace_id.hex(),
-                        "span_id": span.span_id.hex(),
+                        "trace_id": trace_id.hex(),
+                        "span_id": span_id.hex(),
                         # An all-zero parent is how some SDKs spell "no parent".
                         "parent_span_id": parent.hex()
                         if parent and parent != _ZERO_SPAN_ID
@@ -402,17 +429,19 @@ def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -
                         "name": name,
                         "kind": span.kind,
                         "service_name": service_name,
-                        "start_time_unix_nano": span.start_time_unix_nano,
-                        "end_time_unix_nano": span.end_time_unix_nano,
+                        "start_time_unix_nano": start,
+                        "end_time_unix_nano": end,
                         "status_code": status.code,
-                        "status_message": _column_text(status.message) or None,
-                        "namespace": _lift(
-                            attributes, NAMESPACE_KEYS, _NAMESPACE_MAX, default_namespace
-                        ),
-                        "workflow_id": _lift(attributes, WORKFLOW_ID_KEYS, _WORKFLOW_ID_MAX, None),
-                        "run_id": _lift(attributes, RUN_ID_KEYS, _RUN_ID_MAX, None),
-                        "request_id": _lift(attributes, REQUEST_ID_KEYS, _REQUEST_ID_MAX, None),
-                        "attributes": dumps(attributes) if attributes else "{}",
+                        "status_message": _column_text(message) if message else None,
+                        "namespace": _text(get("temporal.namespace"), _NAMESPACE_MAX)
+                        or default_namespace,
+                        "workflow_id": _text(get("temporal.workflow_id"), _WORKFLOW_ID_MAX)
+                        or _text(get("temporalWorkflowID"), _WORKFLOW_ID_MAX),
+                        "run_id": _text(get("temporal.run_id"), _RUN_ID_MAX)
+                        or _text(get("temporalRunID"), _RUN_ID_MAX),
+                        "request_id": _text(get("temporal.nexus.request_id"), _REQUEST_ID_MAX)
+                        or _text(get("temporal.request_id"), _REQUEST_ID_MAX),
+                        "attributes": encode(attributes) if attributes else "{}",
                         "resource": resource_json,
                         "events": _events(span) if span.events else "[]",
                         "links": _links(span) if span.links else "[]",

@@ -94,21 +94,21 @@ class _Receiver:
         self.max_body_bytes = max_body_bytes
         self.max_pending = max_pending
         self.pending = 0
+        # Decoding and writing are separate steps in separate threads, so one request is
+        # decoded while the previous one is in SQLite (which releases the GIL).
+        self.decoders = anyio.CapacityLimiter(2)
         # SQLite has one writer at a time: more threads would only spin on its busy lock.
-        writers = 1 if store.engine.dialect.name == "sqlite" else 4
-        self.limiter = anyio.CapacityLimiter(writers)
+        self.writers = anyio.CapacityLimiter(1 if store.engine.dialect.name == "sqlite" else 4)
 
-    def ingest(self, body: bytes, encoding: Encoding, gzipped: bool) -> DecodedSpans:
-        """Decode and store one body (runs in a worker thread)."""
-        decoded = decode_export_request(
+    def decode(self, body: bytes, encoding: Encoding, gzipped: bool) -> DecodedSpans:
+        """Decompress and decode one body (runs in a worker thread)."""
+        return decode_export_request(
             body,
             encoding,
             datetime.now(UTC),
             gzipped=gzipped,
             max_bytes=self.max_body_bytes,
         )
-        write_spans(self.store, decoded.rows)
-        return decoded
 
     async def read_body(self, request: Request) -> bytes | None:
         """The body, or None once it grows past the limit (only the limit is buffered)."""
@@ -171,7 +171,11 @@ class _Receiver:
             return _error(413, _RESOURCE_EXHAUSTED, too_large, encoding)
         try:
             decoded = await anyio.to_thread.run_sync(
-                self.ingest, body, encoding, gzipped, limiter=self.limiter
+                self.decode, body, encoding, gzipped, limiter=self.decoders
+            )
+            del body  # the raw body is no longer needed while the rows wait for a writer
+            await anyio.to_thread.run_sync(
+                write_spans, self.store, decoded.rows, limiter=self.writers
             )
         except BodyTooLargeError as err:
             return _error(413, _RESOURCE_EXHAUSTED, str(err), encoding)
