@@ -39,18 +39,18 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue  # noqa: E402
-from sqlalchemy import Engine, create_engine, func, select, text  # noqa: E402
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from sqlalchemy import Engine, create_engine, func, select, text
 
-from tracer._db import create_db_engine, upgrade_database  # noqa: E402
-from tracer._models import Span  # noqa: E402
-from tracer._otlp import parse_export_request, request_to_rows  # noqa: E402
-from tracer._receiver import write_spans  # noqa: E402
-from tracer._store import Store  # noqa: E402
-from tracer.devserver import free_port  # noqa: E402
+from tracer._db import create_db_engine, upgrade_database
+from tracer._models import Span
+from tracer._otlp import parse_export_request, request_to_rows
+from tracer._receiver import write_spans
+from tracer._store import Store
+from tracer.devserver import free_port
 
 __all__ = ["main"]
 
@@ -89,8 +89,13 @@ def make_bodies(spans: int, batch: int) -> list[bytes]:
     """
     bodies = []
     base = time.time_ns()
-    names = ["RunWorkflow:OrderWorkflow", "StartActivity:charge", "RunActivity:charge",
-             "StartNexusOperation:payments/charge", "RunStartNexusOperationHandler:payments/charge"]  # fmt: skip
+    names = [
+        "RunWorkflow:OrderWorkflow",
+        "StartActivity:charge",
+        "RunActivity:charge",
+        "StartNexusOperation:payments/charge",
+        "RunStartNexusOperationHandler:payments/charge",
+    ]
     for first in range(0, spans, batch):
         request = ExportTraceServiceRequest()
         resource_spans = request.resource_spans.add()
