@@ -11,12 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from ._connections import Connections, load_connect_configs
 from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 from ._leases import LeaseKeeper
 from ._linker import HistoryLinker
+from ._receiver import create_receiver_app
 from ._retention import run_retention
 from ._store import Store
 from .devserver import ensure_port_free
@@ -39,6 +40,7 @@ class ServeSettings:
     otlp_port: int = 4318
     poll_interval: float = 1.0
     temporal_ui_url: str | None = None
+    tokens_file: Path | None = None
     # Trees (and spans) that ended longer ago than this are deleted; None keeps everything.
     retention: timedelta | None = None
 
@@ -53,7 +55,7 @@ class Collector:
     otlp_url: str
 
 
-def _http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+def _http_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
     return uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     )
@@ -82,9 +84,14 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         store, connections, poll_interval=settings.poll_interval, leases=LeaseKeeper(store)
     )
     web_settings = WebSettings(
-        temporal_ui_urls={"*": settings.temporal_ui_url} if settings.temporal_ui_url else {}
+        temporal_ui_urls={"*": settings.temporal_ui_url} if settings.temporal_ui_url else {},
+        tokens_file=settings.tokens_file,
+        connections=connections,
     )
-    servers = [_http_server(create_app(store, web_settings), settings.host, settings.port)]
+    servers = [
+        _http_server(create_app(store, web_settings), settings.host, settings.port),
+        _http_server(create_receiver_app(store), settings.host, settings.otlp_port),
+    ]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     tasks.append(asyncio.create_task(linker.run(stop)))
@@ -104,6 +111,7 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
             otlp_url=f"http://{settings.host}:{settings.otlp_port}",
         )
         logger.info("tracer UI and API on %s", collector.ui_url)
+        logger.info("OTLP/HTTP receiver on %s/v1/traces", collector.otlp_url)
         yield collector
     finally:
         stop.set()

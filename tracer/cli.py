@@ -62,6 +62,16 @@ def _add_db_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_log_level(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log verbosity (env TEMPORAL_TRACER_LOG_LEVEL; default INFO)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``temporal-tracer``."""
     parser = argparse.ArgumentParser(
@@ -69,17 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trace Temporal workflows across namespaces: link Nexus calls and "
         "activity wrappers from histories and spans, and show the whole call tree.",
     )
-    parser.add_argument(
-        "--log-level",
-        default=_env("TEMPORAL_TRACER_LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="log verbosity (env TEMPORAL_TRACER_LOG_LEVEL; default %(default)s)",
-    )
+    _add_log_level(parser, _env("TEMPORAL_TRACER_LOG_LEVEL", "INFO"))
+    # Also accepted after the command (`serve --log-level DEBUG`); SUPPRESS keeps the
+    # subcommand from resetting a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_log_level(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
         "serve",
+        parents=[common],
         help="run the collector: history linker, UI and JSON API, OTLP/HTTP receiver",
         description="Link the call trees of the given namespaces and serve them.",
     )
@@ -141,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     serve.add_argument(
+        "--tokens-file",
+        type=Path,
+        default=_env("TEMPORAL_TRACER_TOKENS_FILE"),
+        metavar="FILE",
+        help="namespace-scoped access tokens (TOML); without it the UI is open to whoever "
+        "reaches it (env TEMPORAL_TRACER_TOKENS_FILE)",
+    )
+    serve.add_argument(
         "--retention",
         type=_duration,
         default=_env("TEMPORAL_TRACER_RETENTION"),
@@ -149,15 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(env TEMPORAL_TRACER_RETENTION; default: keep everything)",
     )
 
-    db = commands.add_parser("db", help="manage the store's schema")
+    db = commands.add_parser("db", help="manage the store's schema", parents=[common])
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
-    upgrade = db_commands.add_parser("upgrade", help="apply the Alembic migrations")
+    upgrade = db_commands.add_parser(
+        "upgrade", help="apply the Alembic migrations", parents=[common]
+    )
     _add_db_flag(upgrade)
 
     from .demo._runner import add_demo_arguments
 
     demo = commands.add_parser(
         "demo",
+        parents=[common],
         help="run the cross-namespace sample: embedded Temporal, collector, workers",
         description="Start an embedded Temporal dev server with the namespaces orders, "
         "payments, notifications and inventory, the collector on SQLite and the sample "
@@ -195,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 poll_interval=args.poll_interval,
                 temporal_ui_url=args.temporal_ui_url,
                 retention=args.retention,
+                tokens_file=args.tokens_file,
             )
             run_until_signalled(serve_forever(settings))
             return 0

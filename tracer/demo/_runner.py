@@ -12,7 +12,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from interceptors import LINK_KEY_ENV
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from interceptors import LINK_KEY_ENV, TracingInterceptor
 
 from .._process import run_until_signalled
 from .._service import Collector, ServeSettings, run_collector
@@ -119,17 +124,27 @@ async def _demo(args: argparse.Namespace) -> None:
         )
         async with run_collector(settings) as collector:
             print(f"Collector linking {', '.join(NAMESPACES)} into {settings.db_url}", flush=True)
-            async with run_sample_fleet(
-                server.address, inventory_port=args.inventory_port, host=args.host
-            ) as fleet:
-                tag = datetime.now(UTC).strftime("%H%M%S")
-                orders = sample_orders(tag)
-                print(f"Placing {len(orders)} sample orders ...", flush=True)
-                outcomes = await run_orders(fleet.clients[ORDERS_NAMESPACE], orders)
-                await _wait_linked(collector, outcomes)
-                _print_ready(collector, server, outcomes, time.monotonic() - started)
-                if not args.exit_when_ready:
-                    await asyncio.Event().wait()
+            # The sample's workers export their spans to the collector, as users' workers do.
+            provider = TracerProvider(resource=Resource.create({"service.name": "demo-fleet"}))
+            exporter = OTLPSpanExporter(endpoint=f"{collector.otlp_url}/v1/traces")
+            provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+            try:
+                async with run_sample_fleet(
+                    server.address,
+                    inventory_port=args.inventory_port,
+                    host=args.host,
+                    interceptors=[TracingInterceptor(tracer_provider=provider)],
+                ) as fleet:
+                    tag = datetime.now(UTC).strftime("%H%M%S")
+                    orders = sample_orders(tag)
+                    print(f"Placing {len(orders)} sample orders ...", flush=True)
+                    outcomes = await run_orders(fleet.clients[ORDERS_NAMESPACE], orders)
+                    await _wait_linked(collector, outcomes)
+                    _print_ready(collector, server, outcomes, time.monotonic() - started)
+                    if not args.exit_when_ready:
+                        await asyncio.Event().wait()
+            finally:
+                provider.shutdown()
     finally:
         server.stop()
 
@@ -170,6 +185,7 @@ def _print_ready(
         lines.append(f"  {outcome.status:<9} {url}{detail}")
     lines += [
         f"  Temporal UI:    {server.ui_address}",
+        f"  OTLP receiver:  {collector.otlp_url}/v1/traces",
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)
