@@ -317,19 +317,6 @@ def test_gzip_bodies(client: httpx.Client, store: Store, media: str) -> None:
     assert sorted(row.workflow_id or "" for row in stored(store)) == ["order-1", "order-2"]
 
 
-def test_same_spans_twice_are_stored_once(client: httpx.Client, store: Store) -> None:
-    """A retried export, and a span repeated inside one export, store each span once."""
-    body = request_body(valid_span(1), valid_span(2), valid_span(1)).SerializeToString()
-    for _ in range(2):
-        response = client.post("/v1/traces", content=body, headers=PROTOBUF)
-        assert response.status_code == 200
-        assert rejected_spans(response) == 0
-    assert sorted(row.span_id for row in stored(store)) == [
-        (1).to_bytes(8, "big").hex(),
-        (2).to_bytes(8, "big").hex(),
-    ]
-
-
 # --- partial success ---------------------------------------------------------------------
 
 
@@ -618,9 +605,24 @@ def test_generated_bodies_never_break_the_receiver(store: Store) -> None:
         assert_still_serving(http, store)
 
 
-def test_edge_values_fit_the_columns(client: httpx.Client, store: Store) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated store on SQLite and on a real PostgreSQL server."""
+    url = f"sqlite:///{tmp_path / 'tracer.db'}"
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    engine = create_db_engine(url)
+    upgrade_database(engine)
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()
+
+
+def test_edge_values_fit_the_columns(any_store: Store) -> None:
     """Over-long names and ids, NUL characters and times beyond int64 don't fail the batch
     (PostgreSQL would refuse them): they are trimmed, left out or rejected per span."""
+    store = any_store
     request = request_body(
         valid_span(1, name="n" * 5000 + "\x00"),
         valid_span(
@@ -628,7 +630,10 @@ def test_edge_values_fit_the_columns(client: httpx.Client, store: Store) -> None
         ),
         valid_span(3, end_time_unix_nano=2**64 - 1),
     )
-    response = client.post("/v1/traces", content=request.SerializeToString(), headers=PROTOBUF)
+    with serve(create_receiver_app(store)) as url:
+        response = httpx.post(
+            f"{url}/v1/traces", content=request.SerializeToString(), headers=PROTOBUF
+        )
     assert response.status_code == 200
     assert rejected_spans(response) == 1
     first, second = stored(store)
@@ -636,3 +641,17 @@ def test_edge_values_fit_the_columns(client: httpx.Client, store: Store) -> None
     assert second.workflow_id is None  # too long for the column; still in the attributes
     assert json.loads(second.attributes)["temporal.workflow_id"]["stringValue"] == "w" * 2000
     assert second.namespace == "a\ufffdb"
+
+
+def test_same_spans_twice_are_stored_once(any_store: Store) -> None:
+    """A retried export, and a span repeated inside one export, store each span once."""
+    body = request_body(valid_span(1), valid_span(2), valid_span(1)).SerializeToString()
+    with serve(create_receiver_app(any_store)) as url, httpx.Client(base_url=url) as http:
+        for _ in range(2):
+            response = http.post("/v1/traces", content=body, headers=PROTOBUF)
+            assert response.status_code == 200
+            assert rejected_spans(response) == 0
+    assert sorted(row.span_id for row in stored(any_store)) == [
+        (1).to_bytes(8, "big").hex(),
+        (2).to_bytes(8, "big").hex(),
+    ]
