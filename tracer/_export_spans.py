@@ -126,7 +126,7 @@ def decode_attributes(data: Any) -> dict[str, Any]:
             data = json.loads(data or "{}")
         except ValueError:
             return {}
-    if isinstance(data, dict) and isinstance(data.get("attributes"), list | dict):
+    if isinstance(data, dict) and isinstance(data.get("attributes"), list):
         data = data["attributes"]  # a whole OTLP Resource
     pairs: Iterable[tuple[Any, Any]]
     if isinstance(data, dict):
@@ -483,6 +483,13 @@ class SpanEnricher:
                     attributes[key] = str(value)
             links = _links(row.links)
             if row.id in entries:
+                callers = self._callers(run) if run is not None else []
+                if callers:
+                    # Who called this run, from history: the SDK's spans never say.
+                    attributes.setdefault(ATTR.CALLER_KIND, callers[0].kind)
+                    attributes.setdefault(ATTR.CALLER_NAMESPACE, callers[0].caller_namespace)
+                    attributes.setdefault(ATTR.CALLER_WORKFLOW_ID, callers[0].caller_workflow_id)
+                    attributes.setdefault(ATTR.CALLER_RUN_ID, callers[0].caller_run_id)
                 anchors = self._cross_trace_callers(row, run)
                 for anchor in anchors:
                     links.append(
