@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -165,9 +165,19 @@ def _count(engine: Engine) -> int:
         return int(connection.execute(select(func.count()).select_from(Span)).scalar_one())
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def receiver_process(db_url: str) -> Iterator[str]:
-    """Run the receiver in a child process (uvicorn) and yield its base URL."""
+def receiver_process(db_url: str) -> Iterator[tuple[str, int]]:
+    """Run the receiver in a child process (uvicorn); yield its base URL and pid."""
     port = free_port()
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", db_url, "--port", str(port)],
@@ -182,7 +192,7 @@ def receiver_process(db_url: str) -> Iterator[str]:
                 if child.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the receiver process did not start") from None
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", child.pid
     finally:
         child.terminate()
         child.wait(timeout=10)
@@ -235,13 +245,19 @@ def _decode(bodies: Sequence[bytes]) -> list[list[dict[str, Any]]]:
     return [request_to_rows(parse_export_request(b, "protobuf"), now).rows for b in bodies]
 
 
-def raw_store_insert(engine: Engine, batches: Sequence[list[dict[str, Any]]]) -> float:
-    """Insert each batch with the store's statement, one transaction each; seconds."""
+def raw_store_insert(
+    engine: Engine, batches: Sequence[list[dict[str, Any]]]
+) -> tuple[float, float]:
+    """Insert each batch with the store's statement, one transaction each.
+
+    Returns:
+        Wall and CPU seconds.
+    """
     store = Store(engine)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for rows in batches:
         write_spans(store, rows)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def raw_dbapi_insert(engine: Engine, batches: Sequence[list[dict[str, Any]]]) -> float:
@@ -271,43 +287,54 @@ def raw_dbapi_insert(engine: Engine, batches: Sequence[list[dict[str, Any]]]) ->
 
 @dataclass
 class Figures:
-    """Spans per second of each mode, one value per round."""
+    """Spans per second of each mode, one value per round; ``*_cpu`` are spans per CPU
+    second (of the receiver process, or of this one for the raw insert), steadier than wall
+    time on a shared machine."""
 
-    ingest: list[float]
-    store: list[float]
-    dbapi: list[float]
+    ingest: list[float] = field(default_factory=list)
+    store: list[float] = field(default_factory=list)
+    dbapi: list[float] = field(default_factory=list)
+    ingest_cpu: list[float] = field(default_factory=list)
+    store_cpu: list[float] = field(default_factory=list)
     retries: int = 0
 
 
 def run(kind: str, args: argparse.Namespace) -> Figures:
     """Alternate the three modes for ``args.rounds`` rounds on one database kind."""
-    figures = Figures([], [], [], 0)
+    figures = Figures()
     for round_number in range(1, args.rounds + 1):
         bodies = make_bodies(args.spans, args.batch)
         batches = _decode(bodies)
         spans = sum(len(rows) for rows in batches)
         with scratch_database(kind, args.postgres_url) as url:
-            with receiver_process(url) as base_url:
+            with receiver_process(url) as (base_url, pid):
                 post_all(base_url, make_bodies(args.batch, args.batch), 1)  # warm up
+                cpu = process_cpu_seconds(pid)
                 elapsed, retries = post_all(base_url, bodies, args.clients)
+                cpu = process_cpu_seconds(pid) - cpu
             engine = create_db_engine(url)
             stored = _count(engine) - args.batch
             engine.dispose()
         if stored != spans:
             raise RuntimeError(f"{kind}: {stored} spans stored, {spans} sent")
         figures.ingest.append(spans / elapsed)
+        figures.ingest_cpu.append(spans / cpu if cpu else 0.0)
         figures.retries += retries
         with scratch_database(kind, args.postgres_url) as url:
             engine = create_db_engine(url)
-            figures.store.append(spans / raw_store_insert(engine, batches))
+            wall, cpu = raw_store_insert(engine, batches)
+            figures.store.append(spans / wall)
+            figures.store_cpu.append(spans / cpu)
             engine.dispose()
         with scratch_database(kind, args.postgres_url) as url:
             engine = create_db_engine(url)
             figures.dbapi.append(spans / raw_dbapi_insert(engine, batches))
             engine.dispose()
         print(
-            f"  {kind} round {round_number}: OTLP/HTTP {figures.ingest[-1]:,.0f} spans/s, "
-            f"store insert {figures.store[-1]:,.0f}, DB-API {figures.dbapi[-1]:,.0f}",
+            f"  {kind} round {round_number}: OTLP/HTTP {figures.ingest[-1]:,.0f} spans/s "
+            f"({figures.ingest_cpu[-1]:,.0f} per receiver CPU s), store insert "
+            f"{figures.store[-1]:,.0f} ({figures.store_cpu[-1]:,.0f} per CPU s), "
+            f"DB-API {figures.dbapi[-1]:,.0f}",
             flush=True,
         )
     return figures
@@ -342,6 +369,12 @@ def main() -> None:
             f"store's statement {store:,.0f} spans/s, bare DB-API executemany "
             f"{dbapi:,.0f} spans/s; ingest/raw = {ingest / store:.0%} "
             f"(of DB-API: {ingest / dbapi:.0%}); 503 retries: {figures.retries}"
+        )
+        ingest_cpu = statistics.median(figures.ingest_cpu)
+        store_cpu = statistics.median(figures.store_cpu)
+        print(
+            f"{kind}, per CPU second: OTLP/HTTP receiver {ingest_cpu:,.0f} spans, "
+            f"store insert {store_cpu:,.0f} spans; ratio {ingest_cpu / store_cpu:.0%}"
         )
 
 
