@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from ._models import Span
 from ._otlp import (
@@ -109,6 +110,11 @@ class _Receiver:
             gzipped=gzipped,
             max_bytes=self.max_body_bytes,
         )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ``/v1/traces`` request as an ASGI app."""
+        response = await self.traces(Request(scope, receive))
+        await response(scope, receive, send)
 
     async def read_body(self, request: Request) -> bytes | None:
         """The body, or None once it grows past the limit (only the limit is buffered)."""
@@ -213,7 +219,7 @@ def create_receiver_app(
         A Starlette app; serve it with uvicorn, usually on port 4318.
     """
     receiver = _Receiver(store, max_body_bytes, max_pending)
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    app = Starlette(routes=[Route("/v1/traces", receiver.traces, methods=methods)])
+    # An ASGI endpoint (not a function) gets every method, so ours answers the 405s.
+    app = Starlette(routes=[Route("/v1/traces", receiver)])
     app.state.receiver = receiver
     return app
