@@ -9,6 +9,8 @@ Claims are conditional updates, so two collectors never hold the same namespace.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import os
 import socket
@@ -20,11 +22,15 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ._models import CollectorInstance, NamespaceLease
+from ._process import sleep_unless_stopped
 from ._store import Store, insert_ignoring_duplicates
 
 __all__ = ["DEFAULT_LEASE_TTL", "LeaseKeeper", "lease_owners"]
 
-DEFAULT_LEASE_TTL = timedelta(seconds=15)
+# A killed collector's namespaces wait this long for another one; renewals come 3x as often.
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE_TTL = timedelta(seconds=6)
 
 
 class LeaseKeeper:
@@ -36,6 +42,23 @@ class LeaseKeeper:
         self.id = uuid.uuid4().hex
         self.description = f"{socket.gethostname()}:{os.getpid()}/{self.id[:6]}"
         self.started_at = datetime.now(UTC)
+        # The namespaces this collector links right now (empty until the first balance).
+        self.held: set[str] = set()
+
+    async def run(self, namespaces: Sequence[str], stop: asyncio.Event) -> None:
+        """Keep :attr:`held` current until ``stop`` is set, then give every lease back.
+
+        Renewal runs on its own clock, so a long linker pass never lets a lease lapse.
+        """
+        try:
+            while not stop.is_set():
+                try:
+                    self.held = await asyncio.to_thread(self.balance, namespaces)
+                except Exception:
+                    logger.exception("could not renew namespace leases")
+                await sleep_unless_stopped(stop, self.ttl.total_seconds() / 3)
+        finally:
+            await asyncio.to_thread(self.leave)
 
     def balance(self, namespaces: Sequence[str]) -> set[str]:
         """Heartbeat, then renew, release and claim leases; return the namespaces held."""

@@ -65,23 +65,28 @@ class HistoryLinker:
         """Poll every namespace until ``stop`` is set."""
         await asyncio.to_thread(self.store.reset_namespace_status, self.connections.namespaces)
         logger.info("linking namespaces: %s", ", ".join(self.connections.namespaces))
-        try:
-            while not stop.is_set():
-                try:
-                    await self.poll_once()
-                except Exception:
-                    # A bug or a database hiccup must not end linking: log it, poll again.
-                    logger.exception("linker pass failed; retrying in %.1fs", self.poll_interval)
-                await sleep_unless_stopped(stop, self.poll_interval)
-        finally:
-            if self.leases is not None:
-                await asyncio.to_thread(self.leases.leave)
+        leasing = None
+        if self.leases is not None:
+            # Claim before the first pass, then keep the leases on their own clock.
+            self.leases.held = await asyncio.to_thread(
+                self.leases.balance, self.connections.namespaces
+            )
+            leasing = asyncio.create_task(self.leases.run(self.connections.namespaces, stop))
+        while not stop.is_set():
+            try:
+                await self.poll_once()
+            except Exception:
+                # A bug or a database hiccup must not end linking: log it, poll again.
+                logger.exception("linker pass failed; retrying in %.1fs", self.poll_interval)
+            await sleep_unless_stopped(stop, self.poll_interval)
+        if leasing is not None:
+            await leasing
 
     async def poll_once(self) -> PollReport:
         """One pass: refresh endpoints, then read what changed in every namespace."""
         namespaces = self.connections.namespaces
         if self.leases is not None:
-            held = await asyncio.to_thread(self.leases.balance, namespaces)
+            held = self.leases.held
             namespaces = [namespace for namespace in namespaces if namespace in held]
         await self._refresh_endpoints()
         reports = await asyncio.gather(*(self._poll_namespace(ns) for ns in namespaces))

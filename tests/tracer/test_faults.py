@@ -54,7 +54,7 @@ async def test_collector_down_while_orders_run_then_restarted_links_every_edge(
         outcomes = await placing
         failing = {o.id for o in orders if o.id.endswith(("-declined", "-slow"))}
         assert {o.order_id for o in outcomes if o.status == "failed"} == failing
-        expected = {order.id: expected_namespaces(order) for order in orders}
+        expected = await expected_namespaces(linked_sample.fleet.clients, orders)
         pending = await wait_linked(api, expected, timeout=90)
         assert not pending, f"{len(pending)} of {len(orders)} orders missing edges: {pending}"
 
@@ -102,7 +102,7 @@ async def test_linker_recovers_when_the_temporal_server_restarts(
         await server.wait_ready()
         after = sample_orders(uuid.uuid4().hex[:8])[:2]
         await asyncio.wait_for(run_orders(fleet.clients[ORDERS_NAMESPACE], after), timeout=60)
-        expected = {order.id: expected_namespaces(order) for order in before + after}
+        expected = await expected_namespaces(fleet.clients, before + after)
         pending = await wait_linked(api, expected, timeout=60)
         assert not pending, pending
         states = (await api.get("/api/namespaces")).json()["namespaces"]

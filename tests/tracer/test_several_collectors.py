@@ -59,7 +59,7 @@ async def test_two_collectors_split_the_namespaces_and_store_each_row_once(
         api = await stack.enter_async_context(httpx.AsyncClient(base_url=first.ui_url, timeout=10))
         orders = sample_orders(uuid.uuid4().hex[:8])
         await run_orders(linked_sample.fleet.clients[ORDERS_NAMESPACE], orders)
-        expected = {order.id: expected_namespaces(order) for order in orders}
+        expected = await expected_namespaces(linked_sample.fleet.clients, orders)
         assert not await wait_linked(api, expected, timeout=60)
 
         # The second collector stops: the first takes its namespaces over and links on.
@@ -68,7 +68,7 @@ async def test_two_collectors_split_the_namespaces_and_store_each_row_once(
         assert len(owners) == len(NAMESPACES) and len(set(owners.values())) == 1, owners
         more = sample_orders(uuid.uuid4().hex[:8])
         await run_orders(linked_sample.fleet.clients[ORDERS_NAMESPACE], more)
-        expected = {order.id: expected_namespaces(order) for order in more}
+        expected = await expected_namespaces(linked_sample.fleet.clients, more)
         assert not await wait_linked(api, expected, timeout=60)
 
         with first.store.session() as session:
