@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import text
 
+from tracer._leases import lease_owners
 from tracer._search import TraceSummary, namespace_map, search_traces
 from tracer._tree import build_tree
 
@@ -41,8 +42,9 @@ def readyz(request: Request) -> dict[str, str]:
 
 @api_router.get("/api/namespaces", tags=["linker"])
 def namespaces(request: Request) -> dict[str, list[dict[str, Any]]]:
-    """The linker's state in each configured namespace."""
+    """The linker's state in each configured namespace, and which collector links it."""
     viewer = viewer_of(request)
+    owners = lease_owners(store_of(request))
     return {
         "namespaces": [
             {
@@ -52,6 +54,7 @@ def namespaces(request: Request) -> dict[str, list[dict[str, Any]]]:
                 "last_poll_at": state.last_poll_at.isoformat() if state.last_poll_at else None,
                 "close_cursor": state.close_cursor.isoformat() if state.close_cursor else None,
                 "runs_linked": state.runs_linked,
+                "linked_by": owners.get(state.namespace),
             }
             for state in store_of(request).all_namespace_states()
             if viewer.can_see(state.namespace)

@@ -155,6 +155,9 @@ async def test_namespaces_report_the_linker_state(linked_sample: LinkedSample) -
     assert set(states) == {"orders", "payments", "notifications", "inventory"}
     assert all(state["status"] == "ok" for state in states.values())
     assert states["orders"]["runs_linked"] >= 4
+    # One collector: it holds every namespace's lease, named host:pid/id.
+    assert len({state["linked_by"] for state in states.values()}) == 1
+    assert all(state["linked_by"] for state in states.values())
 
 
 async def test_activity_wrapper_links_the_inventory_workflow_from_its_header(
