@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Arize Phoenix, the independent OTLP backend the export tests deliver to. It gets its own
+# virtualenv: its dependencies are not ours.
+PHOENIX_VERSION ?= 20.26.1
+PHOENIX := $(VENV)/phoenix/.installed
 
 .PHONY: demo test lint typecheck pytest bench clean
 
@@ -11,6 +15,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(PHOENIX): | $(STAMP)
+	$(PYTHON) -m venv $(VENV)/phoenix
+	$(VENV)/phoenix/bin/python -m pip install --quiet 'arize-phoenix==$(PHOENIX_VERSION)'
 	@touch $@
 
 demo: $(STAMP)
@@ -23,10 +32,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(PHOENIX)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Figures, not pass/fail: each prints what it measured (minutes, not seconds).
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/tree_api.py
+	$(BIN)/python bench/ui_large_tree.py
+	$(BIN)/python bench/interceptor_overhead.py
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .demo test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from ._connections import Connections, load_connect_configs
 from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
+from ._export import ExportDestination, Exporter
 from ._leases import LeaseKeeper
 from ._linker import HistoryLinker
 from ._receiver import create_receiver_app
@@ -41,6 +42,8 @@ class ServeSettings:
     poll_interval: float = 1.0
     temporal_ui_url: str | None = None
     tokens_file: Path | None = None
+    # Upstream OTLP backends (Jaeger, Tempo...) the stored spans are forwarded to.
+    export_endpoints: list[ExportDestination] = field(default_factory=list)
     # Trees (and spans) that ended longer ago than this are deleted; None keeps everything.
     retention: timedelta | None = None
 
@@ -95,6 +98,9 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     tasks.append(asyncio.create_task(linker.run(stop)))
+    if settings.export_endpoints:
+        exporter = Exporter(store, settings.export_endpoints)
+        tasks.append(asyncio.create_task(exporter.run(stop)))
     if settings.retention is not None:
         tasks.append(asyncio.create_task(run_retention(store, settings.retention, stop)))
     try:
@@ -112,6 +118,8 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         )
         logger.info("tracer UI and API on %s", collector.ui_url)
         logger.info("OTLP/HTTP receiver on %s/v1/traces", collector.otlp_url)
+        for destination in settings.export_endpoints:
+            logger.info("forwarding spans to %s (%s)", destination.endpoint, destination.protocol)
         yield collector
     finally:
         stop.set()

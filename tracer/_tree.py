@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ._models import Call, Link, NexusEndpointRow, WorkflowRun
+from ._models import Call, Link, NexusEndpointRow, Span, WorkflowRun
 
 __all__ = ["TreeBuilder", "TreeNode", "build_tree", "find_run"]
+
+# Handler spans of Nexus starts, as named by our interceptor and the SDK's own.
+HANDLER_SPAN_PREFIX = "RunStartNexusOperationHandler:"
 
 # Guards against pathological data (a cycle of links, a runaway fan-out).
 MAX_DEPTH = 64
@@ -159,6 +162,9 @@ class TreeBuilder:
         ):
             links[(link.caller_namespace, link.caller_run_id)].append(link)
         handlers = self._handler_runs([link for group in links.values() for link in group])
+        handler_spans = self._handler_spans(
+            [call for group in calls.values() for call in group if _is_sync_done(call)]
+        )
         next_level: list[tuple[WorkflowRun, TreeNode]] = []
         for run, node in level:
             run_links = links.get((run.namespace, run.run_id), [])
@@ -186,9 +192,9 @@ class TreeBuilder:
                     child = self.run_node(handler, link.kind, verified)
                     call_node.children.append(child)
                     next_level.append((handler, child))
-                sync_done = not call.operation_token and call.status != "running"
-                if call.kind == "nexus_operation" and sync_done and not found:
-                    call_node.children.append(self._sync_handler_node(call))
+                if _is_sync_done(call) and not found:
+                    span = handler_spans.get(call.request_id or "")
+                    call_node.children.append(self._sync_handler_node(call, span))
         return next_level
 
     def _handler_runs(self, links: list[Link]) -> dict[tuple[str, str], list[WorkflowRun]]:
@@ -247,9 +253,24 @@ class TreeBuilder:
             details=details,
         )
 
-    def _sync_handler_node(self, call: Call) -> TreeNode:
-        """The handler side of a sync operation: it has no history, only the call's outcome."""
-        return TreeNode(
+    def _handler_spans(self, calls: list[Call]) -> dict[str, Span]:
+        """Handler-side spans of sync operations, by the request id they share with the call."""
+        request_ids = {call.request_id for call in calls if call.request_id}
+        if not request_ids:
+            return {}
+        spans = self.session.scalars(
+            select(Span).where(
+                Span.request_id.in_(request_ids),
+                Span.name.startswith(HANDLER_SPAN_PREFIX),
+            )
+        )
+        return {span.request_id: span for span in spans if span.request_id}
+
+    def _sync_handler_node(self, call: Call, span: Span | None) -> TreeNode:
+        """The handler side of a sync operation: no history, so the call's outcome, with the
+        handler's own span (joined by request id) for its namespace and timing when we have it.
+        """
+        node = TreeNode(
             kind="nexus_handler",
             namespace=self.endpoints.get(call.endpoint or "", "unknown"),
             name=f"{call.service}/{call.operation}",
@@ -260,6 +281,21 @@ class TreeBuilder:
             link="nexus",
             details={"request_id": call.request_id, "endpoint": call.endpoint},
         )
+        if span is not None:
+            node.namespace = span.namespace or node.namespace
+            node.start_time = _from_nanos(span.start_time_unix_nano)
+            node.end_time = _from_nanos(span.end_time_unix_nano)
+            node.details.update(trace_id=span.trace_id, span_id=span.span_id)
+        return node
+
+
+def _is_sync_done(call: Call) -> bool:
+    """A Nexus call that ended without an operation token: the handler answered inline."""
+    return call.kind == "nexus_operation" and not call.operation_token and call.status != "running"
+
+
+def _from_nanos(nanos: int) -> datetime:
+    return datetime.fromtimestamp(nanos / 1e9, tz=UTC)
 
 
 def _pick_handler(

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
+from ._export import parse_export_endpoints
 from ._process import run_until_signalled
 from ._retention import parse_duration
 from ._service import ServeSettings, serve_forever
@@ -150,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     serve.add_argument(
+        "--export-endpoint",
+        action="append",
+        dest="export_endpoints",
+        metavar="URL",
+        help="forward stored spans, enriched, to this OTLP backend: http://jaeger:4318 or "
+        "grpc://tempo:4317; repeat for several (env TEMPORAL_TRACER_EXPORT_ENDPOINTS, "
+        "comma-separated; headers from OTEL_EXPORTER_OTLP_HEADERS)",
+    )
+    serve.add_argument(
         "--tokens-file",
         type=Path,
         default=_env("TEMPORAL_TRACER_TOKENS_FILE"),
@@ -204,6 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not namespaces:
                 print("temporal-tracer serve: give at least one --namespace", file=sys.stderr)
                 return 2
+            try:
+                export_endpoints = parse_export_endpoints(
+                    args.export_endpoints or _env("TEMPORAL_TRACER_EXPORT_ENDPOINTS")
+                )
+            except ValueError as err:
+                print(f"temporal-tracer serve: {err}", file=sys.stderr)
+                return 2
             settings = ServeSettings(
                 db_url=args.db,
                 namespaces=namespaces,
@@ -216,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 temporal_ui_url=args.temporal_ui_url,
                 retention=args.retention,
                 tokens_file=args.tokens_file,
+                export_endpoints=export_endpoints,
             )
             run_until_signalled(serve_forever(settings))
             return 0

@@ -60,6 +60,18 @@ def test_demo_serves_the_order_trees_and_ctrl_c_stops_everything(tmp_path: Path)
             "declined": "failed",
             "slow": "failed",
         }
+        # The demo's workers export spans to the collector: the sync Nexus handler, which
+        # has no history, gets its namespace and timing from its own span (by request id).
+        api_url = order_urls["ok"][1].replace("/workflows/", "/api/workflows/") + "/tree"
+        handler: dict[str, object] = {}
+        for _ in range(50):
+            quote = httpx.get(api_url, timeout=10).json()["root"]["children"][1]
+            handler = quote["children"][0]
+            if "span_id" in handler["details"]:
+                break
+            time.sleep(0.2)
+        assert handler["kind"] == "nexus_handler" and handler["namespace"] == "payments"
+        assert "span_id" in handler["details"], handler
         page = httpx.get(order_urls["ok"][1], timeout=10)
         assert page.status_code == 200
         assert "ProcessPaymentWorkflow" in page.text and 'data-namespace="payments"' in page.text
