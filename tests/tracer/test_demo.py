@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import socket
@@ -11,8 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import func, select
 
-from tracer.devserver import free_port
+from tracer._models import Span
+from tracer.collector import ServeSettings, run_collector
+from tracer.demo._model import NAMESPACES
+from tracer.devserver import DevServer, free_port
 
 
 def _port_is_free(port: int) -> bool:
@@ -83,3 +88,56 @@ def test_demo_serves_the_order_trees_and_ctrl_c_stops_everything(tmp_path: Path)
     assert "nothing left running" in rest
     # The embedded Temporal server and every listener are gone.
     assert all(_port_is_free(port) for port in ports.values()), ports
+
+
+async def test_sample_fleet_against_an_existing_server_and_collector(
+    temporal_server: DevServer, tmp_path: Path
+) -> None:
+    settings = ServeSettings(
+        db_url=f"sqlite:///{tmp_path / 'tracer.db'}",
+        namespaces=list(NAMESPACES),
+        temporal_address=temporal_server.address,
+        port=free_port(),
+        otlp_port=free_port(),
+        poll_interval=0.3,
+    )
+    async with run_collector(settings) as collector:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tracer", "demo",
+            f"--temporal-address={temporal_server.address}",
+            f"--otlp-endpoint={collector.otlp_url}/v1/traces",
+            f"--tracer-url={collector.ui_url}",
+            f"--inventory-port={free_port()}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+        assert process.stdout is not None
+        lines: list[str] = []
+        try:
+            while not any("Sample orders placed" in line for line in lines):
+                line = await asyncio.wait_for(process.stdout.readline(), timeout=120)
+                assert line, "\n".join(lines)
+                lines.append(line.decode().rstrip())
+            urls = [
+                line.split()[1]
+                for line in lines
+                if line.lstrip().startswith(("completed", "failed"))
+            ]
+            assert len(urls) == 4 and all(url.startswith(collector.ui_url) for url in urls)
+            async with httpx.AsyncClient(timeout=10) as http:
+                for _ in range(100):
+                    trees = [(await http.get(url)).status_code for url in urls]
+                    with collector.store.session() as session:
+                        spans = session.scalar(
+                            select(func.count())
+                            .select_from(Span)
+                            .where(Span.service_name == "demo-fleet")
+                        )
+                    if trees == [200] * 4 and spans:
+                        break
+                    await asyncio.sleep(0.2)
+            assert trees == [200] * 4, lines
+            assert spans, "the sample's workers sent no span to the collector"
+        finally:
+            process.send_signal(signal.SIGINT)
+            await asyncio.wait_for(process.wait(), timeout=30)
+        assert process.returncode == 0

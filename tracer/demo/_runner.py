@@ -22,7 +22,7 @@ from interceptors import LINK_KEY_ENV, TracingInterceptor
 from .._process import run_until_signalled
 from .._service import Collector, ServeSettings, run_collector
 from .._tree import build_tree
-from ..devserver import DevServer, ensure_port_free
+from ..devserver import DevServer, ensure_port_free, wait_for_server
 from ._fleet import OrderOutcome, run_orders, run_sample_fleet, sample_orders
 from ._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE
 
@@ -66,6 +66,32 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=8702,
         help="the sample inventory HTTP API's port (default %(default)s)",
     )
+    external = parser.add_argument_group(
+        "against your own Temporal and collector (docker compose, a staging cluster)"
+    )
+    external.add_argument(
+        "--temporal-address",
+        metavar="HOST:PORT",
+        help="use this Temporal server (its namespaces must exist; the sample's Nexus "
+        "endpoints are created if missing) instead of an embedded one; no collector is "
+        "started: spans go to --otlp-endpoint",
+    )
+    external.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="where the workers send spans, e.g. http://collector:4318/v1/traces "
+        "(default: OTEL_EXPORTER_OTLP_ENDPOINT, as any OpenTelemetry SDK)",
+    )
+    external.add_argument(
+        "--tracer-url", metavar="URL", help="the collector's UI, to print links to the trees"
+    )
+    external.add_argument(
+        "--every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="place the sample orders again every SECONDS (default: once)",
+    )
     parser.add_argument(
         "--exit-when-ready",
         action="store_true",
@@ -75,6 +101,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C (or until ready, with ``--exit-when-ready``)."""
+    if args.temporal_address:
+        ensure_port_free(args.inventory_port, "inventory API", args.host)
+        run_until_signalled(_sample_fleet_only(args))
+        return 0
     for port, what in (
         (args.port, "tracer UI"),
         (args.otlp_port, "OTLP receiver"),
@@ -125,9 +155,7 @@ async def _demo(args: argparse.Namespace) -> None:
         async with run_collector(settings) as collector:
             print(f"Collector linking {', '.join(NAMESPACES)} into {settings.db_url}", flush=True)
             # The sample's workers export their spans to the collector, as users' workers do.
-            provider = TracerProvider(resource=Resource.create({"service.name": "demo-fleet"}))
-            exporter = OTLPSpanExporter(endpoint=f"{collector.otlp_url}/v1/traces")
-            provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+            provider = _tracer_provider(f"{collector.otlp_url}/v1/traces")
             try:
                 async with run_sample_fleet(
                     server.address,
@@ -147,6 +175,46 @@ async def _demo(args: argparse.Namespace) -> None:
                 provider.shutdown()
     finally:
         server.stop()
+
+
+def _tracer_provider(otlp_endpoint: str | None) -> TracerProvider:
+    """Spans of the sample's workers, batched to an OTLP/HTTP endpoint (the collector)."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "demo-fleet"}))
+    exporter = OTLPSpanExporter(endpoint=otlp_endpoint)  # None: OTEL_* variables decide
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+    return provider
+
+
+async def _sample_fleet_only(args: argparse.Namespace) -> None:
+    """The sample's workers and orders against an existing Temporal server and collector."""
+    logging.getLogger("temporalio").setLevel(logging.ERROR)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    print(f"Waiting for Temporal at {args.temporal_address} ...", flush=True)
+    await wait_for_server(args.temporal_address, NAMESPACES, ENDPOINTS, timeout=300)
+    provider = _tracer_provider(args.otlp_endpoint)
+    try:
+        async with run_sample_fleet(
+            args.temporal_address,
+            inventory_port=args.inventory_port,
+            host=args.host,
+            interceptors=[TracingInterceptor(tracer_provider=provider)],
+        ) as fleet:
+            while True:
+                orders = sample_orders(datetime.now(UTC).strftime("%H%M%S"))
+                outcomes = await run_orders(fleet.clients[ORDERS_NAMESPACE], orders)
+                for outcome in outcomes:
+                    where = (
+                        f"{args.tracer_url.rstrip('/')}/workflows/{ORDERS_NAMESPACE}/"
+                        if args.tracer_url
+                        else ""
+                    )
+                    print(f"  {outcome.status:<9} {where}{outcome.order_id}", flush=True)
+                if args.every <= 0:
+                    print("Sample orders placed; workers keep running. Ctrl-C stops them.")
+                    await asyncio.Event().wait()
+                await asyncio.sleep(args.every)
+    finally:
+        provider.shutdown()
 
 
 async def _wait_linked(collector: Collector, outcomes: list[OrderOutcome]) -> None:
