@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from tracer._export import parse_export_endpoints
 from tracer.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,3 +89,26 @@ def test_dockerfile_ships_every_package_with_the_postgres_driver() -> None:
     exposed = {int(port) for port in re.search(r"^EXPOSE (.+)$", dockerfile, re.M).group(1).split()}  # type: ignore[union-attr]
     assert exposed == {defaults["port"], defaults["otlp_port"]}
     assert f"127.0.0.1:{defaults['port']}/healthz" in dockerfile
+
+
+def test_collector_forwards_to_jaeger_over_otlp_grpc() -> None:
+    services = _compose()["services"]
+    [destination] = parse_export_endpoints(
+        services["collector"]["environment"]["TEMPORAL_TRACER_EXPORT_ENDPOINTS"]
+    )
+    assert destination.protocol == "grpc"
+    host, port = destination.endpoint.removeprefix("http://").split(":")
+    assert host == "jaeger" and port == "4317"  # Jaeger's OTLP gRPC port, with OTLP enabled
+    assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+
+
+def test_sample_uses_flags_demo_has_and_reaches_the_collector() -> None:
+    services = _compose()["services"]
+    command = services["sample"]["command"]
+    assert command[0] == "demo"
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in command[1:])
+    args = build_parser().parse_args(command)  # every flag is one demo accepts
+    assert args.temporal_address == services["collector"]["environment"]["TEMPORAL_ADDRESS"]
+    otlp_port = services["collector"]["environment"]["TEMPORAL_TRACER_OTLP_PORT"]
+    assert flags["otlp-endpoint"] == f"http://collector:{otlp_port}/v1/traces"
+    assert flags["tracer-url"].endswith(f":{_serve_defaults()['port']}")
