@@ -45,7 +45,9 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        if value.tzinfo is not UTC:  # the common case skips the conversion (hot on ingest)
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
