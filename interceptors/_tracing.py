@@ -256,6 +256,23 @@ def mark_error(span: opentelemetry.trace.Span, err: BaseException) -> None:
     span.set_attribute(ATTR.ERROR_TYPE, error_type(err))
 
 
+def _with_caller(
+    headers: Mapping[str, temporalio.api.common.v1.Payload], attrs: dict[str, Any]
+) -> Mapping[str, temporalio.api.common.v1.Payload]:
+    """Headers carrying the current caller (an HTTP request's, a Nexus handler's), if any.
+
+    Written into a started workflow's, a signal's or an update's header, the caller is
+    persisted in the target's history: the durable edge of an activity wrapper.
+    """
+    caller = _CURRENT_CALLER.get()
+    if caller is None:
+        return headers
+    attrs.update(caller_attributes(caller))
+    if caller.kind == "child_workflow":
+        return headers
+    return {**headers, CALLER_HEADER: encode_caller_header(caller)}
+
+
 def _inject(
     headers: Mapping[str, temporalio.api.common.v1.Payload],
 ) -> Mapping[str, temporalio.api.common.v1.Payload]:
@@ -294,11 +311,7 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
         attrs = self._attrs(input.id)
         attrs[ATTR.WORKFLOW_TYPE] = input.workflow
         attrs[ATTR.TASK_QUEUE] = input.task_queue
-        caller = _CURRENT_CALLER.get()
-        if caller is not None:
-            attrs.update(caller_attributes(caller))
-            if caller.kind != "child_workflow":
-                input.headers = {**input.headers, CALLER_HEADER: encode_caller_header(caller)}
+        input.headers = _with_caller(input.headers, attrs)
         with self._root.span(
             f"{prefix}:{input.workflow}", kind=SpanKind.CLIENT, attributes=attrs
         ) as span:
@@ -310,6 +323,7 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
 
     async def signal_workflow(self, input: temporalio.client.SignalWorkflowInput) -> None:
         attrs = {**self._attrs(input.id, input.run_id), ATTR.SIGNAL: input.signal}
+        input.headers = _with_caller(input.headers, attrs)
         with self._root.span(
             f"SignalWorkflow:{input.signal}", kind=SpanKind.CLIENT, attributes=attrs
         ):
@@ -330,6 +344,7 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
         attrs = {**self._attrs(input.id, input.run_id), ATTR.UPDATE: input.update}
         if input.update_id:
             attrs[ATTR.UPDATE_ID] = input.update_id
+        input.headers = _with_caller(input.headers, attrs)
         with self._root.span(
             f"StartWorkflowUpdate:{input.update}", kind=SpanKind.CLIENT, attributes=attrs
         ):

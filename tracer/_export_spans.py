@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from interceptors import ATTR
 from interceptors._propagation import TraceParent
 
-from ._models import Call, Link, NexusEndpointRow, Span, WorkflowRun
+from ._models import STARTING_LINK_KINDS, Call, Link, NexusEndpointRow, Span, WorkflowRun
 
 __all__ = [
     "SYNTHESIZED",
@@ -267,7 +267,7 @@ class SpanEnricher:
             select(Link).where(
                 Link.handler_namespace == run.namespace,
                 Link.handler_run_id == run.run_id,
-                Link.kind != "signal",
+                Link.kind.in_(STARTING_LINK_KINDS),
             )
         )
         seen: set[tuple[str, str, int, str, str]] = set()

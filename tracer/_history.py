@@ -68,6 +68,11 @@ class LinkFacts:
     caller_request_id: str = ""
     caller_activity_id: str = ""
     verified: bool = True
+    # Signal and update edges: the signal or update name, the target's event that recorded
+    # it (0 for edges that start the target), and when the target got it.
+    detail: str = ""
+    target_event_id: int = 0
+    event_time: datetime | None = None
 
 
 @dataclass
@@ -245,19 +250,26 @@ def _callback_links(run: RunFacts, links: Iterable[LinkProto], request_id: str =
         )
 
 
-def _header_link(run: RunFacts, payload: Payload) -> None:
-    """Record the caller that the starting client wrote into the workflow's header.
+def _header_link(
+    run: RunFacts,
+    payload: Payload,
+    *,
+    kind: str | None = None,
+    detail: str = "",
+    event: HistoryEvent | None = None,
+) -> None:
+    """Record the caller that a client wrote into a header of this run's history.
 
     This is how an activity wrapper becomes a durable edge: the API server's client
     interceptor writes the HTTP caller's identity (and whether its claim was signed) into
-    the header of the workflow it starts.
+    the header of the workflow it starts, or of the signal or update it sends.
     """
     caller = decode_caller_header(payload)
     if caller is None or not caller.run_id:
         return
     run.links.append(
         LinkFacts(
-            kind=caller.kind,
+            kind=kind or caller.kind,
             source="header",
             caller_namespace=caller.namespace,
             caller_workflow_id=caller.workflow_id,
@@ -269,6 +281,9 @@ def _header_link(run: RunFacts, payload: Payload) -> None:
             handler_workflow_id=run.workflow_id,
             handler_run_id=run.run_id,
             verified=caller.verified,
+            detail=detail,
+            target_event_id=event.event_id if event is not None else 0,
+            event_time=_time(event) if event is not None else None,
         )
     )
 
@@ -318,6 +333,26 @@ def parse_history(
             _callback_links(run, event.links)
             if CALLER_HEADER in attrs.header.fields:
                 _header_link(run, attrs.header.fields[CALLER_HEADER])
+        elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            signaled = event.workflow_execution_signaled_event_attributes
+            if CALLER_HEADER in signaled.header.fields:
+                _header_link(
+                    run,
+                    signaled.header.fields[CALLER_HEADER],
+                    kind="signal",
+                    detail=signaled.signal_name,
+                    event=event,
+                )
+        elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            update = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            if CALLER_HEADER in update.input.header.fields:
+                _header_link(
+                    run,
+                    update.input.header.fields[CALLER_HEADER],
+                    kind="update",
+                    detail=update.input.name,
+                    event=event,
+                )
         elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED:
             attrs_u = event.workflow_execution_options_updated_event_attributes
             for callback in attrs_u.attached_completion_callbacks:

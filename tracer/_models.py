@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "STARTING_LINK_KINDS",
     "Base",
     "Call",
     "CollectorInstance",
@@ -32,6 +33,11 @@ __all__ = [
     "UTCDateTime",
     "WorkflowRun",
 ]
+
+
+# Link kinds by which a caller *started* its handler: they make trees (a handler's caller is
+# its parent). Signals and updates reach a workflow that runs in its own tree.
+STARTING_LINK_KINDS = ("nexus", "activity_wrapper", "child")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -142,6 +148,8 @@ class Link(Base):
             "caller_activity_id",
             "handler_namespace",
             "handler_run_id",
+            "kind",
+            "target_event_id",
             name="uq_links_edge",
         ),
         Index("ix_links_caller", "caller_namespace", "caller_run_id"),
@@ -163,6 +171,11 @@ class Link(Base):
     handler_run_id: Mapped[str] = mapped_column(String(64))
     verified: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Signal and update edges: the signal or update name, the event that recorded it in the
+    # target's history (0 for edges that start the target) and when it happened.
+    detail: Mapped[str] = mapped_column(String(1000), default="", server_default="")
+    target_event_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    event_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class NexusEndpointRow(Base):

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.orm import Session, aliased
 
-from ._models import Call, Link, Span, WorkflowRun
+from ._models import STARTING_LINK_KINDS, Call, Link, Span, WorkflowRun
 from ._process import sleep_unless_stopped
 from ._store import Store
 from ._tree import TreeBuilder
@@ -52,7 +52,7 @@ def _root_candidates(session: Session, cutoff: datetime, after_id: int) -> list[
     has_caller = exists().where(
         Link.handler_namespace == WorkflowRun.namespace,
         Link.handler_run_id == WorkflowRun.run_id,
-        Link.kind != "signal",
+        Link.kind.in_(STARTING_LINK_KINDS),
         exists().where(
             and_(caller.namespace == Link.caller_namespace, caller.run_id == Link.caller_run_id)
         ),

@@ -26,7 +26,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from ._models import Call, Link, NexusEndpointRow, Span, UTCDateTime, WorkflowRun
+from ._models import (
+    STARTING_LINK_KINDS,
+    Call,
+    Link,
+    NexusEndpointRow,
+    Span,
+    UTCDateTime,
+    WorkflowRun,
+)
 from ._tree import TreeNode, build_tree
 
 __all__ = [
@@ -141,6 +149,7 @@ def _root_condition() -> ColumnElement[bool]:
         )
         .where(
             Link.handler_namespace == WorkflowRun.namespace,
+            Link.kind.in_(STARTING_LINK_KINDS),
             or_(
                 Link.handler_run_id == WorkflowRun.run_id,
                 and_(
@@ -194,13 +203,14 @@ def _roots_of(session: Session, run_pks: Iterable[int]) -> set[int]:
                     Link.caller_namespace,
                     Link.caller_run_id,
                 ).where(
+                    Link.kind.in_(STARTING_LINK_KINDS),
                     or_(
                         Link.handler_run_id.in_([r.run_id for r in chunk]),
                         and_(
                             Link.handler_run_id == "",
                             Link.handler_workflow_id.in_([r.workflow_id for r in chunk]),
                         ),
-                    )
+                    ),
                 )
             ).all()
             for h_ns, h_run, h_wid, c_ns, c_run in rows:

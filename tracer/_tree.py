@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ._models import Call, Link, NexusEndpointRow, Span, WorkflowRun
+from ._models import STARTING_LINK_KINDS, Call, Link, NexusEndpointRow, Span, WorkflowRun
 
 __all__ = ["TreeBuilder", "TreeNode", "build_tree", "find_run"]
 
@@ -101,6 +101,7 @@ def _links_to(session: Session, run: WorkflowRun) -> list[Link]:
         session.scalars(
             select(Link).where(
                 Link.handler_namespace == run.namespace,
+                Link.kind.in_(STARTING_LINK_KINDS),
                 or_(
                     Link.handler_run_id == run.run_id,
                     and_(Link.handler_run_id == "", Link.handler_workflow_id == run.workflow_id),
@@ -172,7 +173,13 @@ class TreeBuilder:
                 call_node = self.call_node(run, call)
                 node.children.append(call_node)
                 found: dict[int, tuple[WorkflowRun, Link, bool]] = {}
+                messages: dict[tuple[Any, ...], TreeNode] = {}
                 for link in run_links:
+                    if link.kind not in STARTING_LINK_KINDS and _link_matches(link, call):
+                        message = self.message_node(link, handlers)
+                        key = (message.kind, message.run_id, message.name, message.start_time)
+                        messages.setdefault(key, message)
+                        continue
                     handler = _pick_handler(handlers, link, call)
                     if (
                         handler is None
@@ -192,6 +199,7 @@ class TreeBuilder:
                     child = self.run_node(handler, link.kind, verified)
                     call_node.children.append(child)
                     next_level.append((handler, child))
+                call_node.children.extend(sorted(messages.values(), key=_started))
                 if _is_sync_done(call) and not found:
                     span = handler_spans.get(call.request_id or "")
                     call_node.children.append(self._sync_handler_node(call, span))
@@ -253,6 +261,26 @@ class TreeBuilder:
             details=details,
         )
 
+    def message_node(
+        self, link: Link, handlers: dict[tuple[str, str], list[WorkflowRun]]
+    ) -> TreeNode:
+        """A signal or update a call sent to a workflow that lives in its own tree."""
+        targets = handlers.get((link.handler_namespace, link.handler_run_id), [])
+        target = targets[0] if targets else None
+        return TreeNode(
+            kind=link.kind,
+            namespace=link.handler_namespace,
+            name=link.detail or link.kind,
+            workflow_id=link.handler_workflow_id,
+            run_id=link.handler_run_id,
+            status="completed",
+            start_time=link.event_time,
+            end_time=link.event_time,
+            link="activity_wrapper" if link.caller_activity_id else "call",
+            verified=link.verified,
+            details={"workflow_type": target.workflow_type if target else None},
+        )
+
     def _handler_spans(self, calls: list[Call]) -> dict[str, Span]:
         """Handler-side spans of sync operations, by the request id they share with the call."""
         request_ids = {call.request_id for call in calls if call.request_id}
@@ -287,6 +315,10 @@ class TreeBuilder:
             node.end_time = _from_nanos(span.end_time_unix_nano)
             node.details.update(trace_id=span.trace_id, span_id=span.span_id)
         return node
+
+
+def _started(node: TreeNode) -> datetime:
+    return node.start_time or datetime.min.replace(tzinfo=UTC)
 
 
 def _is_sync_done(call: Call) -> bool:

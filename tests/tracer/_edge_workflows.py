@@ -38,3 +38,38 @@ class ParentWorkflow:
             except Exception:
                 results.append("failed")
         return results
+
+
+@workflow.defn
+class MailboxWorkflow:
+    """Lives in its own namespace; other namespaces signal and update it over HTTP."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.counted = False
+
+    @workflow.signal
+    def deposit(self, item: str) -> None:
+        self.items.append(item)
+
+    @workflow.update
+    def count(self) -> int:
+        self.counted = True
+        return len(self.items)
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        await workflow.wait_condition(lambda: bool(self.items) and self.counted)
+        return self.items
+
+
+@workflow.defn
+class NotifierWorkflow:
+    """Reaches the mailbox through an activity that calls the mailbox team's HTTP API."""
+
+    @workflow.run
+    async def run(self, mailbox_id: str) -> int:
+        result: int = await workflow.execute_activity(
+            "notify_mailbox", mailbox_id, start_to_close_timeout=timedelta(seconds=30)
+        )
+        return result

@@ -1,19 +1,33 @@
-"""Edges beyond Nexus: same-namespace child workflows, on each database."""
+"""Edges beyond Nexus: child workflows, and signals and updates over HTTP, on each database."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from interceptors import LINK_KEY_ENV, TracingInterceptor
+from interceptors.http import CallerContextMiddleware, async_httpx_hooks
 from tracer._connections import Connections, load_connect_configs
 from tracer._linker import HistoryLinker
 from tracer._store import Store
 from tracer._tree import build_tree
-from tracer.devserver import DevServer
+from tracer.devserver import DevServer, free_port
 
-from ._edge_workflows import ChildWorkflow, ParentWorkflow, leaf
+from ._edge_workflows import (
+    ChildWorkflow,
+    MailboxWorkflow,
+    NotifierWorkflow,
+    ParentWorkflow,
+    leaf,
+)
 
 
 async def test_child_workflows_hang_under_their_start_calls(
@@ -51,3 +65,76 @@ async def test_child_workflows_hang_under_their_start_calls(
     ]
     assert children[1]["error"] == {"type": "LeafError", "message": "leaf failed"}
     assert [a["name"] for a in children[1]["children"]] == ["leaf"]
+
+
+def mailbox_api(client: Client) -> FastAPI:
+    """The mailbox team's API: signals and updates their workflow for other namespaces."""
+    app = FastAPI()
+    app.add_middleware(CallerContextMiddleware)
+
+    @app.post("/mailbox/{workflow_id}")
+    async def deposit(workflow_id: str) -> dict[str, int]:
+        handle = client.get_workflow_handle(workflow_id)
+        await handle.signal(MailboxWorkflow.deposit, "parcel")
+        return {"count": await handle.execute_update(MailboxWorkflow.count)}
+
+    return app
+
+
+async def test_signals_and_updates_sent_over_http_hang_under_the_activity(
+    temporal_server: DevServer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(LINK_KEY_ENV, "edge-test-key")
+    tracing = [TracingInterceptor()]
+    inventory = await Client.connect(
+        temporal_server.address, namespace="inventory", interceptors=tracing
+    )
+    orders = await Client.connect(temporal_server.address, namespace="orders", interceptors=tracing)
+    queue, suffix = f"edges-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    port = free_port()
+    api = uvicorn.Server(
+        uvicorn.Config(mailbox_api(inventory), host="127.0.0.1", port=port, log_level="warning")
+    )
+    serving = asyncio.create_task(api.serve())
+
+    @activity.defn(name="notify_mailbox")
+    async def notify_mailbox(mailbox_id: str) -> int:
+        async with httpx.AsyncClient(event_hooks=async_httpx_hooks()) as http:
+            response = await http.post(f"http://127.0.0.1:{port}/mailbox/{mailbox_id}")
+            response.raise_for_status()
+            return int(response.json()["count"])
+
+    try:
+        async with (
+            Worker(inventory, task_queue=queue, workflows=[MailboxWorkflow]),
+            Worker(
+                orders, task_queue=queue, workflows=[NotifierWorkflow], activities=[notify_mailbox]
+            ),
+        ):
+            mailbox = await inventory.start_workflow(
+                MailboxWorkflow.run, id=f"mailbox-{suffix}", task_queue=queue
+            )
+            count = await orders.execute_workflow(
+                NotifierWorkflow.run, mailbox.id, id=f"notifier-{suffix}", task_queue=queue
+            )
+            assert count == 1 and await mailbox.result() == ["parcel"]
+    finally:
+        api.should_exit = True
+        await serving
+
+    configs = load_connect_configs(["orders", "inventory"], address=temporal_server.address)
+    await HistoryLinker(store, Connections(configs)).poll_once()
+    with store.session() as session:
+        notifier = build_tree(session, "orders", f"notifier-{suffix}")
+        own = build_tree(session, "inventory", f"mailbox-{suffix}")
+    assert notifier is not None and own is not None
+    [call] = notifier.to_json()["children"]
+    assert call["name"] == "notify_mailbox"
+    sent = [(c["kind"], c["namespace"], c["name"], c["workflow_id"]) for c in call["children"]]
+    assert sent == [
+        ("signal", "inventory", "deposit", f"mailbox-{suffix}"),
+        ("update", "inventory", "count", f"mailbox-{suffix}"),
+    ]
+    assert all(c["link"] == "activity_wrapper" and c["verified"] for c in call["children"])
+    # Being signalled does not make the mailbox part of the notifier's tree.
+    assert own.workflow_id == f"mailbox-{suffix}" and own.link == "root"
