@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import hmac
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ import temporalio.api.common.v1
 import temporalio.converter
 import temporalio.nexus
 import temporalio.workflow
+
+from ._signing import link_key, sign
 
 __all__ = [
     "CALLER_HEADER",
@@ -33,6 +37,7 @@ CALLER_HEADER = "temporal-tracer-caller"
 CallerKind = Literal["nexus", "activity_wrapper", "child_workflow"]
 
 _CONVERTER = temporalio.converter.PayloadConverter.default
+_SIGNATURE_FIELD = "signature"
 _CURRENT_CALLER: contextvars.ContextVar[CallerInfo | None] = contextvars.ContextVar(
     "temporal_tracer_caller", default=None
 )
@@ -133,23 +138,44 @@ class CallerInfo:
             return None
 
 
-def encode_caller_header(info: CallerInfo) -> temporalio.api.common.v1.Payload:
+def _canonical(info: CallerInfo) -> str:
+    return json.dumps(info.to_json(), sort_keys=True, separators=(",", ":"))
+
+
+def encode_caller_header(
+    info: CallerInfo, *, key: str | bytes | None = None
+) -> temporalio.api.common.v1.Payload:
     """Encode ``info`` as the :data:`CALLER_HEADER` payload (default data converter, JSON).
+
+    With a key (``key``, else ``$TEMPORAL_TRACER_LINK_KEY``) the header is signed, so that a
+    header written by anyone else (a client forging "verified": true) can be told apart.
 
     Args:
         info: The caller identity.
+        key: Signing key; defaults to the deployment's shared key.
 
     Returns:
         The payload to put under :data:`CALLER_HEADER` in a workflow's headers.
     """
-    return _CONVERTER.to_payload(info.to_json())
+    data: dict[str, Any] = info.to_json()
+    secret = link_key(key)
+    if secret is not None:
+        data[_SIGNATURE_FIELD] = sign(secret, _canonical(info))
+    return _CONVERTER.to_payload(data)
 
 
-def decode_caller_header(payload: temporalio.api.common.v1.Payload) -> CallerInfo | None:
+def decode_caller_header(
+    payload: temporalio.api.common.v1.Payload, *, key: str | bytes | None = None
+) -> CallerInfo | None:
     """Decode a :data:`CALLER_HEADER` payload.
+
+    With a key (``key``, else ``$TEMPORAL_TRACER_LINK_KEY``), a header that says
+    ``verified`` but carries no valid signature made with that key comes back unverified,
+    with the reason: headers are written by clients, and any client can write one.
 
     Args:
         payload: The header value, e.g. from ``WorkflowExecutionStarted.header.fields``.
+        key: Verification key; defaults to the deployment's shared key.
 
     Returns:
         The caller identity, or ``None`` when the payload is not one. Never raises.
@@ -160,7 +186,18 @@ def decode_caller_header(payload: temporalio.api.common.v1.Payload) -> CallerInf
         return None
     if not isinstance(data, Mapping):
         return None
-    return CallerInfo.from_json(data)
+    info = CallerInfo.from_json(data)
+    secret = link_key(key)
+    if info is None or secret is None or not info.verified:
+        return info
+    signature = data.get(_SIGNATURE_FIELD)
+    if not isinstance(signature, str):
+        reason = "unsigned header"
+    elif not hmac.compare_digest(signature, sign(secret, _canonical(info))):
+        reason = "bad header signature"
+    else:
+        return info
+    return dataclasses.replace(info, verified=False, reason=reason)
 
 
 def caller_from_nexus_links(

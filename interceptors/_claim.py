@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
-import hashlib
 import hmac
 import json
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from ._caller import CallerInfo
+from ._signing import LINK_KEY_ENV, b64, link_key, sign, unb64
 
 __all__ = [
     "CLAIM_HEADER",
@@ -28,34 +26,8 @@ CLAIM_HEADER = "x-temporal-tracer-caller"
 """HTTP header with the caller claim: base64url of a JSON object."""
 SIGNATURE_HEADER = "x-temporal-tracer-signature"
 """HTTP header with base64url(HMAC-SHA256(key, claim header value))."""
-LINK_KEY_ENV = "TEMPORAL_TRACER_LINK_KEY"
-"""Environment variable holding the deployment's shared claim-signing key."""
 DEFAULT_CLAIM_TTL_SECONDS = 300.0
 _CLOCK_SKEW_SECONDS = 60.0
-
-
-def link_key(key: str | bytes | None = None) -> bytes | None:
-    """The claim-signing key: ``key`` if given, else ``$TEMPORAL_TRACER_LINK_KEY``.
-
-    An empty key means "no key" (claims are then unsigned).
-    """
-    if key is None:
-        key = os.environ.get(LINK_KEY_ENV) or None
-    if key is None:
-        return None
-    return (key.encode() if isinstance(key, str) else key) or None
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _sign(key: bytes, claim: str) -> str:
-    return _b64(hmac.new(key, claim.encode("ascii"), hashlib.sha256).digest())
 
 
 def make_claim(
@@ -90,11 +62,11 @@ def make_claim(
         "iat": int(issued),
         "exp": int(issued + ttl_seconds),
     }
-    claim = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+    claim = b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
     headers = {CLAIM_HEADER: claim}
     secret = link_key(key)
     if secret is not None:
-        headers[SIGNATURE_HEADER] = _sign(secret, claim)
+        headers[SIGNATURE_HEADER] = sign(secret, claim)
     return headers
 
 
@@ -130,7 +102,7 @@ def verify_claim(
     if not claim:
         return None
     try:
-        body: Any = json.loads(_unb64(claim.strip()))
+        body: Any = json.loads(unb64(claim.strip()))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
     if not isinstance(body, dict):
@@ -147,7 +119,7 @@ def verify_claim(
         reason = "unsigned"
     elif secret is None:
         reason = "no verification key"
-    elif not hmac.compare_digest(signature.strip(), _sign(secret, claim.strip())):
+    elif not hmac.compare_digest(signature.strip(), sign(secret, claim.strip())):
         reason = "bad signature"
     else:
         exp, iat = body.get("exp"), body.get("iat")

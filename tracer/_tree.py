@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ._models import STARTING_LINK_KINDS, Call, Link, NexusEndpointRow, Span, WorkflowRun
 
-__all__ = ["TreeBuilder", "TreeNode", "build_tree", "find_run"]
+__all__ = ["TreeBuilder", "TreeNode", "build_tree", "find_run", "iso_time"]
 
 # Handler spans of Nexus starts, as named by our interceptor and the SDK's own.
 HANDLER_SPAN_PREFIX = "RunStartNexusOperationHandler:"
@@ -48,8 +48,8 @@ class TreeNode:
             "workflow_id": self.workflow_id,
             "run_id": self.run_id,
             "status": self.status,
-            "start_time": _iso(self.start_time),
-            "end_time": _iso(self.end_time),
+            "start_time": iso_time(self.start_time),
+            "end_time": iso_time(self.end_time),
             "error": self.error,
             "link": self.link,
             "verified": self.verified,
@@ -65,7 +65,8 @@ class TreeNode:
         return nodes
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
+    """The contract's time format: ISO 8601 UTC with milliseconds (``...T06:30:00.123Z``)."""
     if value is None:
         return None
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

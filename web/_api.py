@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from tracer._leases import lease_owners
 from tracer._search import TraceSummary, namespace_map, search_traces
-from tracer._tree import build_tree
+from tracer._tree import build_tree, iso_time
 
 from ._access import Viewer, viewer_of
 from ._deps import settings_of, store_of
@@ -62,10 +63,15 @@ def namespaces(request: Request) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-@api_router.get("/api/workflows/{namespace}/{workflow_id:path}/tree", tags=["trees"])
+@api_router.get(
+    "/api/workflows/{namespace}/{workflow_id:path}/tree",
+    tags=["trees"],
+    response_class=JSONResponse,
+    responses={200: {"description": '`{"root": Node}`, the call-tree contract'}},
+)
 def workflow_tree(
     request: Request, namespace: str, workflow_id: str, run_id: str | None = None
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The call tree containing a workflow, rooted at its topmost caller.
 
     With access tokens, nodes outside the viewer's namespaces keep only their structure
@@ -79,13 +85,9 @@ def workflow_tree(
         root = build_tree(session, namespace, workflow_id, run_id)
     if root is None:
         raise HTTPException(status_code=404, detail=missing)
-    return {"root": redact(root, viewer).to_json() if viewer.restricted else root.to_json()}
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    tree = redact(root, viewer).to_json() if viewer.restricted else root.to_json()
+    # Already plain JSON: skip FastAPI's per-value encoding of a thousand-node tree.
+    return JSONResponse({"root": tree})
 
 
 def _summary_json(row: TraceSummary, viewer: Viewer) -> dict[str, Any]:
@@ -97,8 +99,8 @@ def _summary_json(row: TraceSummary, viewer: Viewer) -> dict[str, Any]:
         "workflow_id": row.workflow_id if visible else None,
         "run_id": row.run_id if visible else None,
         "status": row.status,
-        "start_time": _iso(row.start_time),
-        "end_time": _iso(row.end_time),
+        "start_time": iso_time(row.start_time),
+        "end_time": iso_time(row.end_time),
         "duration_ms": None if row.duration_s is None else round(row.duration_s * 1000, 1),
         "namespaces": row.namespaces,
         "node_count": row.node_count,

@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import select
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.api.common.v1 import Payload
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
+    WorkflowHandle,
+)
 from temporalio.worker import Worker
 
-from interceptors import LINK_KEY_ENV, TracingInterceptor
+from interceptors import (
+    CALLER_HEADER,
+    LINK_KEY_ENV,
+    CallerInfo,
+    TracingInterceptor,
+    encode_caller_header,
+)
 from interceptors.http import CallerContextMiddleware, async_httpx_hooks
 from tracer._connections import Connections, load_connect_configs
 from tracer._linker import HistoryLinker
+from tracer._models import Link
 from tracer._store import Store
 from tracer._tree import build_tree
 from tracer.devserver import DevServer, free_port
@@ -138,3 +154,67 @@ async def test_signals_and_updates_sent_over_http_hang_under_the_activity(
     assert all(c["link"] == "activity_wrapper" and c["verified"] for c in call["children"])
     # Being signalled does not make the mailbox part of the notifier's tree.
     assert own.workflow_id == f"mailbox-{suffix}" and own.link == "root"
+
+
+class _ForgeCaller(Interceptor):
+    """A client that writes a caller header of its own making into the workflows it starts."""
+
+    def __init__(self, header: Payload) -> None:
+        self.header = header
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        header = self.header
+
+        class Outbound(OutboundInterceptor):
+            async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+                input.headers = {**input.headers, CALLER_HEADER: header}
+                return await super().start_workflow(input)
+
+        return Outbound(next)
+
+
+async def test_a_forged_caller_header_is_shown_unverified(
+    temporal_server: DevServer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(LINK_KEY_ENV, "the-deployment-key")
+    suffix = uuid.uuid4().hex[:8]
+    claimed = CallerInfo(
+        kind="activity_wrapper",
+        namespace="orders",
+        workflow_id=f"caller-{suffix}",
+        run_id=f"run-{suffix}",
+        activity_id="1",
+        verified=True,  # the forger says so
+    )
+    headers = {
+        "forged": encode_caller_header(claimed, key="a-key-the-forger-guessed"),
+        "unsigned": _unsigned(claimed),
+        "signed": encode_caller_header(claimed),  # what our interceptor writes
+    }
+    queue = f"edges-{uuid.uuid4().hex[:8]}"
+    for name, header in headers.items():
+        client = await Client.connect(
+            temporal_server.address, namespace="inventory", interceptors=[_ForgeCaller(header)]
+        )
+        async with Worker(client, task_queue=queue, workflows=[ChildWorkflow], activities=[leaf]):
+            await client.execute_workflow(
+                ChildWorkflow.run, name, id=f"{name}-{suffix}", task_queue=queue
+            )
+    configs = load_connect_configs(["inventory"], address=temporal_server.address)
+    await HistoryLinker(store, Connections(configs)).poll_once()
+    with store.session() as session:
+        links = {
+            link.handler_workflow_id.split("-")[0]: link
+            for link in session.scalars(
+                select(Link).where(Link.caller_workflow_id == f"caller-{suffix}")
+            )
+        }
+    assert {name: links[name].verified for name in headers} == {
+        "forged": False,
+        "unsigned": False,
+        "signed": True,
+    }
+
+
+def _unsigned(info: CallerInfo) -> Payload:
+    return encode_caller_header(info, key=b"")  # an empty key means: no signature
