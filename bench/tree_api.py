@@ -26,6 +26,7 @@ from sqlalchemy import insert
 from tracer._db import create_db_engine, upgrade_database
 from tracer._history import CallFacts, LinkFacts, RunFacts
 from tracer._models import Span
+from tracer._process import freeze_startup_heap
 from tracer._store import Store
 from tracer.devserver import free_port
 from web import create_app
@@ -129,6 +130,7 @@ async def time_requests(store: Store, workflow_id: str, requests: int) -> list[f
     server = uvicorn.Server(
         uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
     )
+    freeze_startup_heap()  # as `temporal-tracer serve` does once it has started
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.05)

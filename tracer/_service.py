@@ -15,9 +15,10 @@ from starlette.types import ASGIApp
 
 from ._connections import Connections, load_connect_configs
 from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
-from ._export import ExportDestination, Exporter
+from ._export import ExportDestination, Exporter, export_lease
 from ._leases import LeaseKeeper
 from ._linker import HistoryLinker
+from ._process import freeze_startup_heap
 from ._receiver import create_receiver_app
 from ._retention import run_retention
 from ._store import Store
@@ -83,9 +84,15 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
             profile_file=settings.profile_file,
         )
     )
-    linker = HistoryLinker(
-        store, connections, poll_interval=settings.poll_interval, leases=LeaseKeeper(store)
-    )
+    # One set of leases shares every piece of work between collectors on one database:
+    # each namespace to link, each destination to export to.
+    leases = LeaseKeeper(store)
+    lease_names = [
+        *settings.namespaces,
+        *(export_lease(destination) for destination in settings.export_endpoints),
+    ]
+    leases.held = await asyncio.to_thread(leases.balance, lease_names)
+    linker = HistoryLinker(store, connections, poll_interval=settings.poll_interval, leases=leases)
     web_settings = WebSettings(
         temporal_ui_urls={"*": settings.temporal_ui_url} if settings.temporal_ui_url else {},
         tokens_file=settings.tokens_file,
@@ -95,11 +102,13 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         _http_server(create_app(store, web_settings), settings.host, settings.port),
         _http_server(create_receiver_app(store), settings.host, settings.otlp_port),
     ]
+    freeze_startup_heap()
     stop = asyncio.Event()
     tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks.append(asyncio.create_task(leases.run(lease_names, stop)))
     tasks.append(asyncio.create_task(linker.run(stop)))
     if settings.export_endpoints:
-        exporter = Exporter(store, settings.export_endpoints)
+        exporter = Exporter(store, settings.export_endpoints, leases=leases)
         tasks.append(asyncio.create_task(exporter.run(stop)))
     if settings.retention is not None:
         tasks.append(asyncio.create_task(run_retention(store, settings.retention, stop)))
