@@ -56,7 +56,8 @@ class HistoryLinker:
         self.store = store
         self.connections = connections
         self.poll_interval = poll_interval
-        # With leases, this linker reads only the namespaces it holds (several collectors).
+        # With leases (kept by the collector), this linker reads only the namespaces it
+        # holds: several collectors on one database share the work.
         self.leases = leases
         self._fetch_slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         self._failing: set[str] = set()
@@ -65,13 +66,6 @@ class HistoryLinker:
         """Poll every namespace until ``stop`` is set."""
         await asyncio.to_thread(self.store.reset_namespace_status, self.connections.namespaces)
         logger.info("linking namespaces: %s", ", ".join(self.connections.namespaces))
-        leasing = None
-        if self.leases is not None:
-            # Claim before the first pass, then keep the leases on their own clock.
-            self.leases.held = await asyncio.to_thread(
-                self.leases.balance, self.connections.namespaces
-            )
-            leasing = asyncio.create_task(self.leases.run(self.connections.namespaces, stop))
         while not stop.is_set():
             try:
                 await self.poll_once()
@@ -79,8 +73,6 @@ class HistoryLinker:
                 # A bug or a database hiccup must not end linking: log it, poll again.
                 logger.exception("linker pass failed; retrying in %.1fs", self.poll_interval)
             await sleep_unless_stopped(stop, self.poll_interval)
-        if leasing is not None:
-            await leasing
 
     async def poll_once(self) -> PollReport:
         """One pass: refresh endpoints, then read what changed in every namespace."""
@@ -132,20 +124,26 @@ class HistoryLinker:
                 query += f" OR CloseTime >= '{since}'"
             else:
                 query = ""  # first pass: everything the namespace still keeps
-            pending: list[tuple[str, str]] = []
-            async for execution in client.list_workflows(query, page_size=1000):
-                progress = await asyncio.to_thread(
-                    self.store.run_progress, namespace, execution.run_id
-                )
-                if progress is None or progress[0] == "running":
-                    pending.append((execution.id, execution.run_id))
-            if cursor is None and pending:
-                logger.info("%s: first pass, reading %d histories", namespace, len(pending))
-            facts = await asyncio.gather(
-                *(self._read_run(client, namespace, wid, rid) for wid, rid in pending)
+            listed = [(e.id, e.run_id) async for e in client.list_workflows(query, page_size=1000)]
+            known = await asyncio.to_thread(
+                self.store.runs_progress, namespace, [run_id for _, run_id in listed]
             )
-            report.runs_read = len(facts)
-            await self._follow_links(fact for fact in facts if fact is not None)
+            new = [(wid, rid) for wid, rid in listed if rid not in known]
+            running = [(wid, rid) for wid, rid in listed if known.get(rid, ("",))[0] == "running"]
+            if cursor is None and new:
+                logger.info("%s: first pass, reading %d histories", namespace, len(new))
+            # New runs first: a handler that just started is an edge waiting to be shown.
+            read: list[RunFacts | None] = []
+            for batch in (new, running):
+                read += await asyncio.gather(
+                    *(
+                        self._read_run(client, namespace, wid, rid, known.get(rid, ("", 0))[1])
+                        for wid, rid in batch
+                    )
+                )
+            changed = [facts for facts in read if facts is not None]
+            report.runs_read = len(changed)
+            await self._follow_links(changed)
         except (RuntimeError, RPCError, OSError) as err:
             self.connections.forget(namespace)
             message = _describe_error(err, self.connections.address(namespace))
@@ -177,8 +175,9 @@ class HistoryLinker:
         return report
 
     async def _read_run(
-        self, client: Client, namespace: str, workflow_id: str, run_id: str
+        self, client: Client, namespace: str, workflow_id: str, run_id: str, known_length: int = 0
     ) -> RunFacts | None:
+        """Read and store a run; ``None`` when it is gone or has no new event since last time."""
         async with self._fetch_slots:
             try:
                 history = await client.get_workflow_handle(
@@ -188,6 +187,8 @@ class HistoryLinker:
                 if err.status == RPCStatusCode.NOT_FOUND:
                     return None  # deleted by retention between list and read
                 raise
+        if history.events and history.events[-1].event_id == known_length:
+            return None  # a running workflow with nothing new: nothing to parse or write
         facts = parse_history(namespace, workflow_id, run_id or history.run_id, history.events)
         await asyncio.to_thread(self.store.save_run, facts)
         return facts

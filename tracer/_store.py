@@ -115,13 +115,23 @@ class Store:
 
     def run_progress(self, namespace: str, run_id: str) -> tuple[str, int] | None:
         """``(status, history_length)`` stored for a run, or ``None`` if unknown."""
+        return self.runs_progress(namespace, [run_id]).get(run_id)
+
+    def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """``run_id -> (status, history_length)`` for those of ``run_ids`` that are stored."""
+        found: dict[str, tuple[str, int]] = {}
         with self.session() as session:
-            row = session.execute(
-                select(WorkflowRun.status, WorkflowRun.history_length).where(
-                    WorkflowRun.namespace == namespace, WorkflowRun.run_id == run_id
+            for first in range(0, len(run_ids), 500):
+                rows = session.execute(
+                    select(
+                        WorkflowRun.run_id, WorkflowRun.status, WorkflowRun.history_length
+                    ).where(
+                        WorkflowRun.namespace == namespace,
+                        WorkflowRun.run_id.in_(run_ids[first : first + 500]),
+                    )
                 )
-            ).one_or_none()
-            return None if row is None else (row[0], row[1])
+                found.update((run_id, (status, length)) for run_id, status, length in rows)
+        return found
 
     def save_endpoints(self, endpoints: Iterable[tuple[str, str, str]]) -> None:
         """Replace the known Nexus endpoints with ``(name, namespace, task_queue)`` rows."""
