@@ -16,16 +16,24 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.orm import Session, aliased
 
+from ._leases import LeaseKeeper
 from ._models import STARTING_LINK_KINDS, Call, Link, Span, WorkflowRun
 from ._process import sleep_unless_stopped
 from ._store import Store
 from ._tree import TreeBuilder
 
-__all__ = ["RetentionReport", "parse_duration", "purge_once", "run_retention"]
+__all__ = [
+    "RETENTION_LEASE",
+    "RetentionReport",
+    "parse_duration",
+    "purge_once",
+    "run_retention",
+]
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+RETENTION_LEASE = "retention"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -126,10 +134,21 @@ def _delete_runs(session: Session, runs: list[WorkflowRun]) -> None:
 
 
 async def run_retention(
-    store: Store, keep: timedelta, stop: asyncio.Event, *, interval: float = 600.0
+    store: Store,
+    keep: timedelta,
+    stop: asyncio.Event,
+    *,
+    interval: float = 600.0,
+    leases: LeaseKeeper | None = None,
 ) -> None:
-    """Purge data older than ``keep`` now and then every ``interval`` seconds."""
+    """Purge data older than ``keep`` now and then every ``interval`` seconds.
+
+    With ``leases``, only the collector holding :data:`RETENTION_LEASE` sweeps.
+    """
     while not stop.is_set():
+        if leases is not None and RETENTION_LEASE not in leases.held:
+            await sleep_unless_stopped(stop, interval)
+            continue
         cutoff = datetime.now(UTC) - keep
         try:
             report = await asyncio.to_thread(purge_once, store, cutoff)

@@ -20,7 +20,7 @@ from ._leases import LeaseKeeper
 from ._linker import HistoryLinker
 from ._process import freeze_startup_heap
 from ._receiver import create_receiver_app
-from ._retention import run_retention
+from ._retention import RETENTION_LEASE, run_retention
 from ._store import Store
 from .devserver import ensure_port_free
 
@@ -68,7 +68,7 @@ def _http_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
 @contextlib.asynccontextmanager
 async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     """Start the collector in the running event loop; stop it when the context exits."""
-    from web import WebSettings, create_app
+    from web import WebSettings, create_app  # here, not at the top: web imports tracer
 
     if not settings.namespaces:
         raise ValueError("no namespace to link: give --namespace at least once")
@@ -85,11 +85,12 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         )
     )
     # One set of leases shares every piece of work between collectors on one database:
-    # each namespace to link, each destination to export to.
+    # each namespace to link, each destination to export to, and the retention sweep.
     leases = LeaseKeeper(store)
     lease_names = [
         *settings.namespaces,
         *(export_lease(destination) for destination in settings.export_endpoints),
+        *([RETENTION_LEASE] if settings.retention is not None else []),
     ]
     leases.held = await asyncio.to_thread(leases.balance, lease_names)
     linker = HistoryLinker(store, connections, poll_interval=settings.poll_interval, leases=leases)
@@ -111,7 +112,9 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         exporter = Exporter(store, settings.export_endpoints, leases=leases)
         tasks.append(asyncio.create_task(exporter.run(stop)))
     if settings.retention is not None:
-        tasks.append(asyncio.create_task(run_retention(store, settings.retention, stop)))
+        tasks.append(
+            asyncio.create_task(run_retention(store, settings.retention, stop, leases=leases))
+        )
     try:
         while not all(server.started for server in servers):
             for task in tasks:
