@@ -32,6 +32,7 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from ._export_spans import SpanEnricher
+from ._leases import LeaseKeeper
 from ._models import ExportCursor, ExportRun, Span, WorkflowRun
 from ._process import sleep_unless_stopped
 from ._store import Store, insert_ignoring_duplicates
@@ -43,6 +44,7 @@ __all__ = [
     "ExportSettings",
     "Exporter",
     "RoundReport",
+    "export_lease",
     "parse_export_endpoints",
 ]
 
@@ -387,6 +389,11 @@ class _DestinationWorker:
         self.exporter.shutdown()
 
 
+def export_lease(destination: ExportDestination) -> str:
+    """The lease name under which one collector feeds ``destination``."""
+    return f"export:{destination.key}"[:255]
+
+
 class Exporter:
     """Forwards the store's spans, enriched, to every destination until stopped.
 
@@ -401,6 +408,7 @@ class Exporter:
         store: Store,
         destinations: Sequence[ExportDestination],
         settings: ExportSettings | None = None,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         """Prepare an exporter.
 
@@ -408,10 +416,13 @@ class Exporter:
             store: The store whose spans and runs are exported.
             destinations: Where to send them; each keeps its own cursor.
             settings: Tunables; the defaults suit production.
+            leases: With several collectors on one database, each destination is fed
+                by the one collector holding its :func:`export_lease`.
         """
         self.store = store
         self.destinations = list(destinations)
         self.settings = settings or ExportSettings()
+        self.leases = leases
 
     async def run(self, stop: asyncio.Event) -> None:
         """Export until ``stop`` is set; a destination that is down is retried forever."""
@@ -443,6 +454,9 @@ class Exporter:
         logger.info("exporting spans to %s", destination.key)
         try:
             while not stop.is_set():
+                if self.leases is not None and export_lease(destination) not in self.leases.held:
+                    await sleep_unless_stopped(stop, settings.poll_interval)
+                    continue
                 attempt = loop.run_in_executor(pool, worker.run_round)
                 waiting: list[asyncio.Future[Any]] = [attempt, stopper]
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
