@@ -43,10 +43,6 @@ _CURRENT_CALLER: contextvars.ContextVar[CallerInfo | None] = contextvars.Context
 )
 
 
-def _int_or(value: object, default: int | None) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
 @dataclass(frozen=True)
 class CallerInfo:
     """Who called the current Nexus handler, workflow or HTTP request.

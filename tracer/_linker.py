@@ -64,7 +64,7 @@ class HistoryLinker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every namespace until ``stop`` is set."""
-        await asyncio.to_thread(self.store.reset_namespace_status, self.connections.namespaces)
+        await asyncio.to_thread(self.store.ensure_namespace_states, self.connections.namespaces)
         logger.info("linking namespaces: %s", ", ".join(self.connections.namespaces))
         while not stop.is_set():
             try:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, select, update
+from sqlalchemy import Engine, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -188,16 +188,14 @@ class Store:
                 state.close_cursor = close_cursor
             state.runs_linked = (state.runs_linked or 0) + runs_linked
 
-    def reset_namespace_status(self, namespaces: Iterable[str]) -> None:
-        """Mark namespaces as starting (at service start), keeping their cursors."""
+    def ensure_namespace_states(self, namespaces: Iterable[str]) -> None:
+        """Give every configured namespace a state row ("starting" until first polled).
+
+        Existing rows are left alone: another collector on this database may be linking.
+        """
         with self.session.begin() as session:
-            for namespace in namespaces:
-                state = session.get(NamespaceState, namespace)
-                if state is None:
-                    session.add(NamespaceState(namespace=namespace, status="starting"))
-                else:
-                    session.execute(
-                        update(NamespaceState)
-                        .where(NamespaceState.namespace == namespace)
-                        .values(status="starting", last_error=None)
-                    )
+            insert_ignoring_duplicates(
+                session,
+                NamespaceState,
+                [{"namespace": ns, "status": "starting", "runs_linked": 0} for ns in namespaces],
+            )
