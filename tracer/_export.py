@@ -56,6 +56,7 @@ ENDPOINTS_ENV = "TEMPORAL_TRACER_EXPORT_ENDPOINTS"
 Protocol = Literal["http/protobuf", "grpc"]
 _THREAD_PREFIX = "tracer-export"
 _MAX_GAPS = 10_000
+_RUN_MARGIN = timedelta(seconds=60)
 
 
 @dataclass
@@ -330,25 +331,28 @@ class _DestinationWorker:
     def _export_synthesized(self, report: RoundReport) -> None:
         settings = self.settings
         key = self.destination.key
+        # A run is stored (updated_at) after it closed, so runs stored before the cutoff
+        # that are closed closed before it too; runs that close later are stored again.
         cutoff = _now() - timedelta(seconds=settings.synthesize_after)
+        limit = max(settings.batch_size // 8, 1)
         with self.store.session.begin() as session:
+            cursor = self._cursor(session)
             done = exists().where(
                 ExportRun.destination == key,
                 ExportRun.namespace == WorkflowRun.namespace,
                 ExportRun.run_id == WorkflowRun.run_id,
             )
-            runs = list(
-                session.scalars(
-                    select(WorkflowRun)
-                    .where(
-                        WorkflowRun.close_time.is_not(None),
-                        WorkflowRun.close_time <= cutoff,
-                        ~done,
-                    )
-                    .order_by(WorkflowRun.id)
-                    .limit(max(settings.batch_size // 8, 1))
-                )
+            query = select(WorkflowRun).where(
+                WorkflowRun.updated_at <= cutoff, WorkflowRun.close_time.is_not(None), ~done
             )
+            if cursor.run_cursor is not None:
+                # Collectors' clocks differ a little: look a margin behind the cursor.
+                query = query.where(WorkflowRun.updated_at > cursor.run_cursor - _RUN_MARGIN)
+            runs = list(
+                session.scalars(query.order_by(WorkflowRun.updated_at, WorkflowRun.id).limit(limit))
+            )
+            # Everything stored up to the cutoff is dealt with once a round is not full.
+            cursor.run_cursor = runs[-1].updated_at if len(runs) == limit else cutoff
             if not runs:
                 return
             enricher = SpanEnricher(session)
@@ -370,11 +374,10 @@ class _DestinationWorker:
                 )
             self._send(spans)
             insert_ignoring_duplicates(session, ExportRun, marks)
-            cursor = self._cursor(session)
             cursor.runs_synthesized += report.synthesized_runs
             cursor.spans_exported += len(spans)
             report.synthesized_spans = len(spans)
-            report.more = report.more or len(runs) == max(settings.batch_size // 8, 1)
+            report.more = report.more or len(runs) == limit
 
     def record_error(self, error: str) -> None:
         """Keep the last error with the cursor, for people and the API to see."""

@@ -74,6 +74,8 @@ class WorkflowRun(Base):
         UniqueConstraint("namespace", "run_id", name="uq_workflow_runs_namespace_run"),
         Index("ix_workflow_runs_namespace_workflow", "namespace", "workflow_id"),
         Index("ix_workflow_runs_start_time", "start_time"),
+        # The exporter walks runs in the order they were stored (see ExportCursor).
+        Index("ix_workflow_runs_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -269,6 +271,9 @@ class ExportCursor(Base):
     span_gaps: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[lo, hi, since], ...]
     spans_exported: Mapped[int] = mapped_column(BigInteger, default=0)
     runs_synthesized: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Closed runs stored (WorkflowRun.updated_at) up to here have been dealt with: each
+    # round looks only at runs stored since, not at every run ever closed.
+    run_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

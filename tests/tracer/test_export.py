@@ -12,8 +12,9 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tracer._export import (
     parse_export_endpoints,
 )
 from tracer._export_spans import derived_span_id
+from tracer._history import RunFacts
 from tracer._models import Call, ExportCursor, Link, NexusEndpointRow, Span, WorkflowRun
 from tracer._otlp import request_to_rows
 from tracer._receiver import write_spans
@@ -372,3 +374,36 @@ def test_endpoint_urls_name_protocol_and_path() -> None:
 def test_a_bad_endpoint_url_is_refused_with_an_example(bad: str) -> None:
     with pytest.raises(ValueError, match="grpc://"):
         parse_export_endpoints(bad)
+
+
+async def test_a_run_stored_late_with_an_old_close_time_is_still_synthesized(
+    phoenix: Phoenix, fresh_store: Store
+) -> None:
+    """Rounds only look at runs stored since the last one, by store time, not close time:
+    a run the linker stores late (say the collector was down) still goes out."""
+    store = fresh_store
+    now = datetime.now(UTC)
+
+    def closed_run(name: str, closed_ago: timedelta) -> RunFacts:
+        suffix = uuid.uuid4().hex[:8]
+        return RunFacts(
+            "orders", f"{name}-{suffix}", f"run-{name}-{suffix}", "LateWorkflow", "q",
+            "completed", now - closed_ago - timedelta(seconds=5), now - closed_ago,
+        )  # fmt: skip
+
+    first = closed_run("first", timedelta(hours=1))
+    store.save_run(first)
+    destination = ExportDestination(f"{phoenix.url}/v1/traces")
+    span_id = f"{derived_span_id('orders', first.run_id):016x}"
+    async with exporting(store, destination):
+        await phoenix.wait_for({span_id})
+    assert _cursor(store, destination).run_cursor is not None
+
+    late = closed_run("late", timedelta(hours=2))  # closed before the first, stored after
+    store.save_run(late)
+    async with exporting(store, destination):
+        got = await phoenix.wait_for({f"{derived_span_id('orders', late.run_id):016x}"})
+    [span] = [
+        s for s in got.values() if flatten(s["attributes"]).get("temporal.run_id") == late.run_id
+    ]
+    assert flatten(span["attributes"])["temporal.synthesized"] is True
