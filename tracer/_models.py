@@ -25,6 +25,8 @@ __all__ = [
     "Base",
     "Call",
     "CollectorInstance",
+    "ExportCursor",
+    "ExportRun",
     "Link",
     "NamespaceLease",
     "NamespaceState",
@@ -282,6 +284,8 @@ class ExportRun(Base):
     """A closed run the exporter has dealt with for one destination (synthesized or not)."""
 
     __tablename__ = "export_runs"
+    # Retention deletes by run.
+    __table_args__ = (Index("ix_export_runs_run", "run_id"),)
 
     destination: Mapped[str] = mapped_column(String(255), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -289,6 +293,3 @@ class ExportRun(Base):
     # False: the run had spans of its own, so nothing was synthesized for it.
     synthesized: Mapped[bool] = mapped_column(Boolean, default=False)
     done_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-__all__ += ["ExportCursor", "ExportRun"]

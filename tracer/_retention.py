@@ -17,7 +17,7 @@ from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.orm import Session, aliased
 
 from ._leases import LeaseKeeper
-from ._models import STARTING_LINK_KINDS, Call, Link, Span, WorkflowRun
+from ._models import STARTING_LINK_KINDS, Call, ExportRun, Link, Span, WorkflowRun
 from ._process import sleep_unless_stopped
 from ._store import Store
 from ._tree import TreeBuilder
@@ -130,6 +130,7 @@ def _delete_runs(session: Session, runs: list[WorkflowRun]) -> None:
     session.execute(delete(Call).where(Call.run_pk.in_(pks)))
     session.execute(delete(Link).where(Link.caller_run_id.in_(run_ids)))
     session.execute(delete(Link).where(Link.handler_run_id.in_(run_ids)))
+    session.execute(delete(ExportRun).where(ExportRun.run_id.in_(run_ids)))
     session.execute(delete(WorkflowRun).where(WorkflowRun.id.in_(pks)))
 
 

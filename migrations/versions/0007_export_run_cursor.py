@@ -1,4 +1,4 @@
-"""exporter walks runs by store time: run cursor and updated_at index
+"""exporter walks runs by store time (run cursor, updated_at index); export_runs by run
 
 Revision ID: 0007
 Revises: 0006
@@ -20,6 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_workflow_runs_updated_at", "workflow_runs", ["updated_at"])
+    op.create_index("ix_export_runs_run", "export_runs", ["run_id"])
     with op.batch_alter_table("export_cursors") as batch:
         batch.add_column(sa.Column("run_cursor", sa.DateTime(), nullable=True))
 
@@ -27,4 +28,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("export_cursors") as batch:
         batch.drop_column("run_cursor")
+    op.drop_index("ix_export_runs_run", table_name="export_runs")
     op.drop_index("ix_workflow_runs_updated_at", table_name="workflow_runs")

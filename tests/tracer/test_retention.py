@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from tests.conftest import LinkedSample
 from tracer._history import parse_history
-from tracer._models import Call, Link, WorkflowRun
+from tracer._models import Call, ExportRun, Link, WorkflowRun
 from tracer._retention import parse_duration, purge_once
 from tracer._store import Store
 from tracer.devserver import DevServer
@@ -49,6 +49,14 @@ async def test_purge_deletes_closed_trees_whole_and_keeps_running_ones(
     # The declined order as it looked mid-run: its root is still running.
     await _save(store, address, "orders", going, cut=20)
 
+    # The exporter's bookkeeping for each run goes with it.
+    with store.session.begin() as session:
+        for namespace, run_id in session.execute(select(WorkflowRun.namespace, WorkflowRun.run_id)):
+            session.add(
+                ExportRun(destination="d", namespace=namespace, run_id=run_id,
+                          synthesized=False, done_at=datetime.now(UTC))
+            )  # fmt: skip
+
     nothing = purge_once(store, datetime.now(UTC) - timedelta(days=1))
     assert (nothing.trees, nothing.runs) == (0, 0)
     assert len(_runs(store)) == 6
@@ -61,6 +69,9 @@ async def test_purge_deletes_closed_trees_whole_and_keeps_running_ones(
         remaining = set(session.scalars(select(WorkflowRun.id)))
         assert set(session.scalars(select(Call.run_pk))) <= remaining
     assert _count(store, Link) > 0
+    with store.session() as session:
+        kept = set(session.scalars(select(WorkflowRun.run_id)))
+        assert set(session.scalars(select(ExportRun.run_id))) == kept
 
 
 @pytest.mark.parametrize(
