@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from temporalio.api.operatorservice.v1 import ListNexusEndpointsRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from ._connections import Connections
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 # Visibility is eventually consistent: re-list runs that closed a little before the cursor.
 CURSOR_OVERLAP = timedelta(minutes=2)
 MAX_CONCURRENT_FETCHES = 8
+# Longest wait between two reads of a workflow that is still running.
+MAX_REREAD_INTERVAL = 30.0
 
 
 @dataclass
@@ -61,6 +64,8 @@ class HistoryLinker:
         self.leases = leases
         self._fetch_slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         self._failing: set[str] = set()
+        # When each running run was last read (monotonic seconds); forgotten once it closed.
+        self._last_read: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every namespace until ``stop`` is set."""
@@ -124,12 +129,20 @@ class HistoryLinker:
                 query += f" OR CloseTime >= '{since}'"
             else:
                 query = ""  # first pass: everything the namespace still keeps
-            listed = [(e.id, e.run_id) async for e in client.list_workflows(query, page_size=1000)]
+            listed = [e async for e in client.list_workflows(query, page_size=1000)]
             known = await asyncio.to_thread(
-                self.store.runs_progress, namespace, [run_id for _, run_id in listed]
+                self.store.runs_progress, namespace, [e.run_id for e in listed]
             )
-            new = [(wid, rid) for wid, rid in listed if rid not in known]
-            running = [(wid, rid) for wid, rid in listed if known.get(rid, ("",))[0] == "running"]
+            new = [(e.id, e.run_id) for e in listed if e.run_id not in known]
+            # Stored as running: read again once it closed, or when its turn comes.
+            running = [
+                (e.id, e.run_id)
+                for e in listed
+                if known.get(e.run_id, ("",))[0] == "running"
+                and (
+                    e.status != WorkflowExecutionStatus.RUNNING or self._due(e.run_id, e.start_time)
+                )
+            ]
             if cursor is None and new:
                 logger.info("%s: first pass, reading %d histories", namespace, len(new))
             # New runs first: a handler that just started is an edge waiting to be shown.
@@ -174,6 +187,23 @@ class HistoryLinker:
             )
         return report
 
+    def _due(self, run_id: str, start_time: datetime) -> bool:
+        """Whether a running run is due a new read: young runs every pass, old ones less often.
+
+        The interval is a twentieth of the run's age, between the poll interval and
+        :data:`MAX_REREAD_INTERVAL`: a run that has been going for an hour is not re-read
+        every second, yet a closed run is always read at once (see the caller).
+        """
+        now = time.monotonic()
+        interval = min((datetime.now(UTC) - start_time).total_seconds() / 20, MAX_REREAD_INTERVAL)
+        if (
+            interval > self.poll_interval
+            and now - self._last_read.get(run_id, -math.inf) < interval
+        ):
+            return False
+        self._last_read[run_id] = now
+        return True
+
     async def _read_run(
         self, client: Client, namespace: str, workflow_id: str, run_id: str, known_length: int = 0
     ) -> RunFacts | None:
@@ -190,6 +220,8 @@ class HistoryLinker:
         if history.events and history.events[-1].event_id == known_length:
             return None  # a running workflow with nothing new: nothing to parse or write
         facts = parse_history(namespace, workflow_id, run_id or history.run_id, history.events)
+        if facts.status != "running":
+            self._last_read.pop(facts.run_id, None)
         await asyncio.to_thread(self.store.save_run, facts)
         return facts
 
