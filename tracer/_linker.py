@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 # Visibility is eventually consistent: re-list runs that closed a little before the cursor.
 CURSOR_OVERLAP = timedelta(minutes=2)
 MAX_CONCURRENT_FETCHES = 8
+# How often the Nexus endpoints (endpoint -> target namespace) are listed again.
+ENDPOINTS_REFRESH_SECONDS = 30.0
 # Longest wait between two reads of a workflow that is still running.
 MAX_REREAD_INTERVAL = 30.0
 
@@ -66,6 +68,8 @@ class HistoryLinker:
         self._failing: set[str] = set()
         # When each running run was last read (monotonic seconds); forgotten once it closed.
         self._last_read: dict[str, float] = {}
+        self._endpoints: list[tuple[str, str, str]] = []
+        self._endpoints_read_at = -math.inf
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every namespace until ``stop`` is set."""
@@ -93,7 +97,12 @@ class HistoryLinker:
         )
 
     async def _refresh_endpoints(self) -> None:
+        """Re-read the Nexus endpoints now and then (they name sync handlers' namespaces)."""
+        if time.monotonic() - self._endpoints_read_at < ENDPOINTS_REFRESH_SECONDS:
+            return
         for namespace in self.connections.namespaces:
+            if namespace in self._failing:
+                continue  # don't wait on a dead server before every pass
             try:
                 client = await self.connections.client(namespace)
                 response = await client.operator_service.list_nexus_endpoints(
@@ -110,7 +119,10 @@ class HistoryLinker:
                 for endpoint in response.endpoints
                 if endpoint.spec.target.HasField("worker")
             ]
-            await asyncio.to_thread(self.store.save_endpoints, rows)
+            if rows != self._endpoints:
+                await asyncio.to_thread(self.store.save_endpoints, rows)
+                self._endpoints = rows
+            self._endpoints_read_at = time.monotonic()
             return
 
     async def _poll_namespace(self, namespace: str) -> PollReport:
