@@ -45,12 +45,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from sqlalchemy import Engine, create_engine, func, select, text
 
-from tracer._db import create_db_engine, upgrade_database
-from tracer._models import Span
-from tracer._otlp import parse_export_request, request_to_rows
-from tracer._receiver import write_spans
-from tracer._store import Store
+from tracer.db import Span, create_db_engine, upgrade_database
 from tracer.devserver import free_port
+from tracer.ingest import parse_export_request, request_to_rows, write_spans
+from tracer.store import Store
 
 __all__ = ["main"]
 
@@ -201,7 +199,7 @@ def receiver_process(db_url: str) -> Iterator[tuple[str, int]]:
 def _serve(db_url: str, port: int) -> None:
     import uvicorn
 
-    from tracer._receiver import create_receiver_app
+    from tracer.ingest import create_receiver_app
 
     engine = create_db_engine(db_url)
     app = create_receiver_app(Store(engine))

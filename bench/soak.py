@@ -41,13 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interceptors import TracingInterceptor
 from tests._postgres import postgres_bindir, temporary_postgres
-from tracer._db import create_db_engine
-from tracer._models import Link, Span, WorkflowRun
-from tracer._store import Store
-from tracer._tree import build_tree
+from tracer.db import Link, Span, WorkflowRun, create_db_engine
 from tracer.demo._fleet import OrderOutcome, run_orders, run_sample_fleet, sample_orders
 from tracer.demo._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
 from tracer.devserver import DevServer, free_port
+from tracer.store import Store
 
 
 class CountingProcessor(SpanProcessor):
@@ -120,8 +118,7 @@ async def started_handlers(clients: dict[str, Any], orders: list[Order]) -> int:
 
 
 def edges_found(store: Store, order: Order) -> int:
-    with store.session() as session:
-        root = build_tree(session, ORDERS_NAMESPACE, order.id)
+    root = store.tree(ORDERS_NAMESPACE, order.id)
     if root is None:
         return 0
     return sum(1 for node in root.walk() if node.kind == "workflow" and node.link != "root")

@@ -23,12 +23,10 @@ import httpx
 import uvicorn
 from sqlalchemy import insert
 
-from tracer._db import create_db_engine, upgrade_database
-from tracer._history import CallFacts, LinkFacts, RunFacts
-from tracer._models import Span
 from tracer._process import freeze_startup_heap
-from tracer._store import Store
+from tracer.db import Span, create_db_engine, upgrade_database
 from tracer.devserver import free_port
+from tracer.store import CallFacts, LinkFacts, RunFacts, Store
 from web import create_app
 
 HANDLERS = 33

@@ -29,10 +29,9 @@ from playwright.async_api import async_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tracer._db import create_db_engine, upgrade_database
-from tracer._history import CallFacts, LinkFacts, RunFacts
-from tracer._store import Store
+from tracer.db import create_db_engine, upgrade_database
 from tracer.devserver import free_port
+from tracer.store import CallFacts, LinkFacts, RunFacts, Store
 from web import WebSettings, create_app
 
 __all__ = ["build_store", "main"]

@@ -23,9 +23,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from tests._postgres import postgres_bindir, temporary_postgres
-from tracer._db import create_db_engine, upgrade_database
-from tracer._store import Store
 from tracer.collector import Collector, ServeSettings, run_collector
+from tracer.db import create_db_engine, upgrade_database
 from tracer.demo._fleet import (
     OrderOutcome,
     SampleFleet,
@@ -35,6 +34,7 @@ from tracer.demo._fleet import (
 )
 from tracer.demo._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
 from tracer.devserver import DevServer, find_temporal_cli, free_port
+from tracer.store import Store
 
 REQUIRE_ALL = os.environ.get("TRACER_REQUIRE_ALL") == "1"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from tracer._export import parse_export_endpoints
 from tracer.cli import build_parser
+from tracer.export import parse_export_endpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from tracer._db import alembic_config, create_db_engine, upgrade_database
-from tracer._models import Base
+from tracer.db import Base, alembic_config, create_db_engine, upgrade_database
 
 
 def test_one_head_and_no_branches(sqlite_url: str) -> None:

@@ -1,4 +1,4 @@
-"""Run a long-lived command until Ctrl-C or SIGTERM, letting its cleanup run."""
+"""Process-wide concerns of long-lived commands: signals, and a heap the GC need not scan."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["freeze_startup_heap", "run_until_signalled", "sleep_unless_stopped"]
+__all__ = ["freeze_startup_heap", "run_until_signalled"]
 
 
 async def _cancel_on_signals(main: Coroutine[Any, Any, None]) -> None:
@@ -25,12 +25,6 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` in a new event loop until it returns or the process is signalled."""
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(_cancel_on_signals(main))
-
-
-async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
-    """Wait ``seconds``, or less if ``stop`` is set meanwhile (periodic background work)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 def freeze_startup_heap() -> None:

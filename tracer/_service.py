@@ -1,4 +1,5 @@
-"""``temporal-tracer serve``: the linker, the UI/API and the OTLP receiver in one process."""
+"""``temporal-tracer serve``: the composition root that wires the linker, the UI/API, the
+OTLP receiver and the background jobs into one process."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
-from ._connections import Connections, load_connect_configs
-from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
-from ._export import ExportDestination, Exporter, export_lease
-from ._leases import LeaseKeeper
-from ._linker import HistoryLinker
+from web import WebSettings, create_app
+
+from ._ports import ensure_port_free
 from ._process import freeze_startup_heap
-from ._receiver import create_receiver_app
-from ._retention import RETENTION_LEASE, run_retention
-from ._store import Store
-from .devserver import ensure_port_free
+from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
+from .export import ExportDestination, Exporter, export_lease
+from .ingest import create_receiver_app
+from .jobs import RETENTION_LEASE, LeaseKeeper, run_retention
+from .link import Connections, HistoryLinker, load_connect_configs
+from .store import Store
 
 __all__ = ["Collector", "ServeSettings", "run_collector", "serve_forever"]
 
@@ -68,8 +69,6 @@ def _http_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
 @contextlib.asynccontextmanager
 async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     """Start the collector in the running event loop; stop it when the context exits."""
-    from web import WebSettings, create_app  # here, not at the top: web imports tracer
-
     if not settings.namespaces:
         raise ValueError("no namespace to link: give --namespace at least once")
     ensure_port_free(settings.port, "tracer UI", settings.host)

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from ._db import DEFAULT_DB_URL, create_db_engine, upgrade_database
-from ._export import parse_export_endpoints
+from ._ports import PortBusyError
 from ._process import run_until_signalled
-from ._retention import parse_duration
 from ._service import ServeSettings, serve_forever
-from .devserver import PortBusyError
+from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
+from .export import parse_export_endpoints
+from .jobs import parse_duration
 
 __all__ = ["build_parser", "main"]
 

@@ -1,6 +1,8 @@
-"""Run the collector in your own process and read call trees from its store."""
+"""Run the collector in your own process and read call trees from its store
+(``collector.store.tree(namespace, workflow_id)``)."""
 
 from ._service import Collector, ServeSettings, run_collector, serve_forever
-from ._tree import TreeNode, build_tree
+from .query import TreeNode
+from .store import Store
 
-__all__ = ["Collector", "ServeSettings", "TreeNode", "build_tree", "run_collector", "serve_forever"]
+__all__ = ["Collector", "ServeSettings", "Store", "TreeNode", "run_collector", "serve_forever"]

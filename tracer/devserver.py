@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest, ListNe
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+
+from ._ports import PortBusyError, ensure_port_free, free_port
 
 __all__ = [
     "DevServer",
@@ -39,10 +40,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class PortBusyError(RuntimeError):
-    """A port the caller asked for is already in use."""
-
-
 @dataclass(frozen=True)
 class NexusEndpoint:
     """A Nexus endpoint routing to a task queue in a target namespace."""
@@ -50,24 +47,6 @@ class NexusEndpoint:
     name: str
     target_namespace: str
     target_task_queue: str
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
-    """Raise :class:`PortBusyError` naming ``what`` if ``port`` cannot be bound."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As servers bind: connections of a stopped server in TIME_WAIT don't make it busy.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as err:
-            raise PortBusyError(f"port {port} ({what}) is already in use on {host}") from err
 
 
 def find_temporal_cli() -> str:

@@ -9,14 +9,13 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
-from tracer._leases import lease_owners
-from tracer._search import TraceSummary, namespace_map, search_traces
-from tracer._tree import build_tree, iso_time
+from tracer.domain import ExecutionStatus
+from tracer.query import TraceSummary, iso_time
 
 from ._access import Viewer, viewer_of
 from ._deps import settings_of, store_of
+from ._params import filter_from_query, parse_window
 from ._view import redact
 
 __all__ = ["api_router"]
@@ -34,8 +33,7 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request) -> dict[str, str]:
     """200 when the store answers; 503 otherwise."""
     try:
-        with store_of(request).engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        store_of(request).ping()
     except Exception as err:  # any database failure means "not ready"
         raise HTTPException(status_code=503, detail=f"store unavailable: {err}") from err
     return {"status": "ready"}
@@ -45,7 +43,8 @@ def readyz(request: Request) -> dict[str, str]:
 def namespaces(request: Request) -> dict[str, list[dict[str, Any]]]:
     """The linker's state in each configured namespace, and which collector links it."""
     viewer = viewer_of(request)
-    owners = lease_owners(store_of(request))
+    store = store_of(request)
+    owners = store.lease_owners()
     return {
         "namespaces": [
             {
@@ -57,7 +56,7 @@ def namespaces(request: Request) -> dict[str, list[dict[str, Any]]]:
                 "runs_linked": state.runs_linked,
                 "linked_by": owners.get(state.namespace),
             }
-            for state in store_of(request).all_namespace_states()
+            for state in store.namespace_states()
             if viewer.can_see(state.namespace)
         ]
     }
@@ -81,8 +80,7 @@ def workflow_tree(
     missing = f"no workflow {workflow_id!r} in namespace {namespace!r}"
     if not viewer.can_see(namespace):
         raise HTTPException(status_code=404, detail=missing)
-    with store_of(request).session() as session:
-        root = build_tree(session, namespace, workflow_id, run_id)
+    root = store_of(request).tree(namespace, workflow_id, run_id)
     if root is None:
         raise HTTPException(status_code=404, detail=missing)
     tree = redact(root, viewer).to_json() if viewer.restricted else root.to_json()
@@ -118,12 +116,9 @@ def traces(request: Request) -> dict[str, Any]:
     8601) or ``window`` (``15m``, ``1h``, ``6h``, ``24h``, ``7d``, ``30d``),
     ``min_duration`` (seconds), ``page``, ``page_size`` (1 to 200, default 25).
     """
-    from ._pages import filter_from_query
-
     criteria, _ = filter_from_query(request)
     viewer = viewer_of(request)
-    with store_of(request).session() as session:
-        result = search_traces(session, criteria)
+    result = store_of(request).search(criteria)
     return {
         "traces": [_summary_json(row, viewer) for row in result.rows],
         "total": result.total,
@@ -136,18 +131,10 @@ def traces(request: Request) -> dict[str, Any]:
 @api_router.get("/api/map", tags=["trees"])
 def namespace_map_json(request: Request, window: str = "24h") -> dict[str, Any]:
     """Which namespaces called which in the window: calls, error rate, p95 latency."""
-    from ._pages import parse_window
-
     seconds = parse_window(window)
     if seconds is None:
         raise HTTPException(status_code=400, detail="window must be 15m, 1h, 6h, 24h, 7d or 30d")
-    store = store_of(request)
-    with store.session() as session:
-        graph = namespace_map(
-            session,
-            since=datetime.now(UTC) - timedelta(seconds=seconds),
-            namespaces=[s.namespace for s in store.all_namespace_states()],
-        )
+    graph = store_of(request).namespace_map(since=datetime.now(UTC) - timedelta(seconds=seconds))
     return {
         "window": window,
         "namespaces": graph.namespaces,
@@ -231,13 +218,7 @@ async def live_diagnosis(
 
 
 def _status_name(value: int) -> str:
-    names = {
-        1: "running",
-        2: "completed",
-        3: "failed",
-        4: "canceled",
-        5: "terminated",
-        6: "continued_as_new",
-        7: "timed_out",
-    }
-    return names.get(value, "unknown")
+    try:
+        return ExecutionStatus(value).label
+    except ValueError:
+        return "unknown"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from fastapi import Request
 
-from tracer._store import Store
+from tracer.store import Store
 
-if TYPE_CHECKING:
-    from ._app import WebSettings
+from ._settings import WebSettings
 
 __all__ = ["settings_of", "store_of"]
 
@@ -21,4 +20,4 @@ def store_of(request: Request) -> Store:
 
 def settings_of(request: Request) -> WebSettings:
     """The app's web settings."""
-    return cast("WebSettings", request.app.state.settings)
+    return cast(WebSettings, request.app.state.settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from tracer._search import MapEdge, NamespaceMap
+from tracer.query import MapEdge, NamespaceMap
 
 __all__ = ["render_map_svg"]
 

@@ -10,38 +10,17 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
-
-from tracer._models import NexusEndpointRow
-from tracer._search import (
-    TraceFilter,
-    namespace_map,
-    search_traces,
-    spans_for_tree,
-)
-from tracer._tree import build_tree
 
 from ._access import COOKIE_NAME, viewer_of
 from ._deps import settings_of, store_of
 from ._mapsvg import render_map_svg
+from ._params import PAGE_SIZES, STATUSES, WINDOWS, filter_from_query, parse_window
 from ._view import build_view, redact
 
-__all__ = [
-    "WINDOWS",
-    "filter_from_query",
-    "namespace_hue",
-    "pages_router",
-    "parse_window",
-    "templates",
-]
+__all__ = ["namespace_hue", "pages_router", "templates"]
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages_router = APIRouter(include_in_schema=False)
-
-STATUSES = ["running", "completed", "failed", "timed_out", "canceled", "terminated"]
-WINDOWS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000}
-PAGE_SIZES = (10, 25, 50, 100)
-MAX_PAGE_SIZE = 200
 
 
 def namespace_hue(namespace: str) -> int:
@@ -112,57 +91,6 @@ def _tree_href(request: Request, namespace: str, workflow_id: str, run_id: str |
     return f"{url}?{urlencode({'run_id': run_id})}" if run_id else url
 
 
-def parse_window(value: str | None) -> int | None:
-    """Seconds of a window name (``15m``, ``1h``, ``6h``, ``24h``, ``7d``, ``30d``)."""
-    return WINDOWS.get(value or "")
-
-
-def _parse_time(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as err:
-        raise HTTPException(status_code=400, detail=f"{name}: not an ISO 8601 time") from err
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def filter_from_query(request: Request) -> tuple[TraceFilter, dict[str, str]]:
-    """The search filter a URL's query string describes, and the cleaned-up query."""
-    params = request.query_params
-    query = {key: params[key].strip() for key in params if params[key].strip()}
-    criteria = TraceFilter(
-        namespace=query.get("namespace"),
-        workflow_type=query.get("workflow_type"),
-        workflow_id=query.get("workflow_id"),
-        status=query.get("status"),
-        since=_parse_time(query.get("since"), "since"),
-        until=_parse_time(query.get("until"), "until"),
-    )
-    if criteria.status and criteria.status not in STATUSES:
-        raise HTTPException(status_code=400, detail=f"status must be one of {STATUSES}")
-    window = query.get("window")
-    if window:
-        seconds = parse_window(window)
-        if seconds is None:
-            raise HTTPException(status_code=400, detail=f"window must be one of {list(WINDOWS)}")
-        criteria.since = datetime.now(UTC) - timedelta(seconds=seconds)
-    try:
-        if "min_duration" in query:
-            criteria.min_duration = float(query["min_duration"])
-        criteria.page = max(1, int(query.get("page", "1")))
-        criteria.page_size = int(query.get("page_size", "25"))
-    except ValueError as err:
-        raise HTTPException(
-            status_code=400, detail="page, page_size, min_duration: numbers"
-        ) from err
-    if not 1 <= criteria.page_size <= MAX_PAGE_SIZE:
-        raise HTTPException(status_code=400, detail=f"page_size must be 1 to {MAX_PAGE_SIZE}")
-    viewer = viewer_of(request)
-    criteria.visible_namespaces = viewer.namespaces
-    return criteria, query
-
-
 def _page_url(query: dict[str, str], page: int) -> str:
     return "?" + urlencode({**{k: v for k, v in query.items() if k != "page"}, "page": page})
 
@@ -172,12 +100,12 @@ def index(request: Request) -> HTMLResponse:
     """Search recent call trees across namespaces; every filter lives in the URL."""
     criteria, query = filter_from_query(request)
     viewer = viewer_of(request)
-    with store_of(request).session() as session:
-        result = search_traces(session, criteria)
-        known = sorted(
-            {state.namespace for state in store_of(request).all_namespace_states()}
-            | {ns for row in result.rows for ns in row.namespaces}
-        )
+    store = store_of(request)
+    result = store.search(criteria)
+    known = sorted(
+        {state.namespace for state in store.namespace_states()}
+        | {ns for row in result.rows for ns in row.namespaces}
+    )
     rows = []
     for row in result.rows:
         href = None
@@ -212,21 +140,12 @@ def tree_page(
     missing = f"no workflow {workflow_id!r} in namespace {namespace!r}"
     if not viewer.can_see(namespace):
         raise HTTPException(status_code=404, detail=missing)
-    with store_of(request).session() as session:
-        root = build_tree(session, namespace, workflow_id, run_id)
-        if root is None:
-            raise HTTPException(status_code=404, detail=missing)
-        spans = spans_for_tree(session, root)
-        endpoints = {
-            name: (ns, tq)
-            for name, ns, tq in session.execute(
-                select(
-                    NexusEndpointRow.name,
-                    NexusEndpointRow.target_namespace,
-                    NexusEndpointRow.target_task_queue,
-                )
-            )
-        }
+    store = store_of(request)
+    found = store.tree_with_spans(namespace, workflow_id, run_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=missing)
+    root, spans = found
+    endpoints = {e.name: (e.namespace, e.task_queue) for e in store.endpoints()}
     visible = redact(root, viewer)
     spans = [s for s in spans if s.namespace is None or viewer.can_see(s.namespace)]
     view = build_view(
@@ -265,11 +184,7 @@ def map_page(request: Request, window: str = "24h") -> HTMLResponse:
         raise HTTPException(status_code=400, detail=f"window must be one of {list(WINDOWS)}")
     viewer = viewer_of(request)
     since = datetime.now(UTC) - timedelta(seconds=seconds)
-    store = store_of(request)
-    with store.session() as session:
-        graph = namespace_map(
-            session, since=since, namespaces=[s.namespace for s in store.all_namespace_states()]
-        )
+    graph = store_of(request).namespace_map(since=since)
     context: dict[str, Any] = {
         "graph": graph,
         "svg": render_map_svg(graph),

@@ -3,15 +3,14 @@ span matching and the diagnosis of failed cross-namespace calls."""
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tracer._search import ERROR_STATUSES, SpanInfo
-from tracer._tree import TreeNode
+from tracer.domain import ERROR_STATUSES, ErrorKind, NodeKind, Status, classify_error
+from tracer.link import operation_token_json
+from tracer.query import SpanInfo, TreeNode
 
 from ._access import Viewer
 
@@ -118,29 +117,6 @@ def _ticks(total: float) -> list[tuple[float, str]]:
     return ticks
 
 
-def decode_token(token: str) -> dict[str, Any] | None:
-    """The JSON inside a Nexus operation token (base64url), when it is one."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _classify(node: TreeNode) -> str:
-    text = " ".join(
-        filter(None, [(node.error or {}).get("type"), (node.error or {}).get("message")])
-    )
-    lowered = text.lower()
-    if node.status == "timed_out" or "timeout" in lowered or "timed out" in lowered:
-        return "timeout"
-    if "notfound" in lowered.replace(" ", "").replace("_", ""):
-        return "not_found"
-    if any(word in lowered for word in ("unauthori", "permission", "not allowed", "forbidden")):
-        return "unauthorized"
-    return "unexpected"
-
-
 def diagnose(
     node: TreeNode,
     caller: TreeNode | None,
@@ -155,14 +131,14 @@ def diagnose(
         endpoints: Known Nexus endpoints: name to (target namespace, target task queue).
         ui_link: Builds a Temporal Web UI link (namespace, workflow id, run id).
     """
-    if node.status not in ERROR_STATUSES | {"canceled"}:
+    kind = classify_error(node.status, (node.error or {}).get("type"))
+    if kind is None:
         return None
-    handlers = [c for c in node.children if c.kind in ("workflow", "nexus_handler")]
-    if node.kind == "activity" and not handlers:
+    handlers = [c for c in node.children if c.kind in (NodeKind.WORKFLOW, NodeKind.NEXUS_HANDLER)]
+    if node.kind == NodeKind.ACTIVITY and not handlers:
         return None  # a plain activity, not a cross-namespace call
-    if node.kind not in ("nexus_operation", "activity"):
+    if node.kind not in (NodeKind.NEXUS_OPERATION, NodeKind.ACTIVITY):
         return None
-    kind = _classify(node)
     endpoint = str(node.details.get("endpoint") or "")
     target_ns, target_tq = endpoints.get(endpoint, ("", ""))
     handler = handlers[0] if handlers else None
@@ -180,10 +156,10 @@ def diagnose(
     handler_link = None
     if handler is not None and handler.workflow_id and handler.run_id:
         handler_link = ui_link(handler.namespace, handler.workflow_id, handler.run_id)
-    if kind == "not_found":
+    if kind == ErrorKind.NOT_FOUND:
         title = "Operation not found"
         summary = "The endpoint or the operation does not exist where the call went."
-        if node.kind == "nexus_operation":
+        if node.kind == NodeKind.NEXUS_OPERATION:
             checks.append(
                 Check(
                     f"Does endpoint {endpoint!r} exist?",
@@ -202,7 +178,7 @@ def diagnose(
                     "unknown",
                 )
             )
-    elif kind == "unauthorized":
+    elif kind == ErrorKind.UNAUTHORIZED:
         title = "Unauthorized"
         summary = f"The handler refused the caller namespace {caller_ns!r}."
         checks.append(
@@ -214,7 +190,7 @@ def diagnose(
                 "problem",
             )
         )
-    elif kind == "timeout":
+    elif kind == ErrorKind.TIMEOUT:
         title = "Timeout"
         summary = "The caller gave up before the handler answered."
         if handler is None:
@@ -226,8 +202,8 @@ def diagnose(
                     "problem",
                 )
             )
-        elif handler.status == "running":
-            pending = [c.name for c in handler.children if c.status == "running"]
+        elif handler.status == Status.RUNNING:
+            pending = [c.name for c in handler.children if c.status == Status.RUNNING]
             checks.append(
                 Check(
                     "Is the handler workflow stuck?",
@@ -295,22 +271,22 @@ def _match_spans(view: ViewNode, parent: ViewNode | None, spans: list[SpanInfo])
     if node.details.get("restricted"):
         return
     request_id = node.details.get("request_id")
-    if node.kind in ("nexus_operation", "nexus_handler") and request_id:
+    if node.kind in (NodeKind.NEXUS_OPERATION, NodeKind.NEXUS_HANDLER) and request_id:
         view.spans = [
             s
             for s in spans
             if s.request_id == request_id
             or s.attributes.get("temporal.nexus.request_id") == request_id
         ]
-        if node.kind == "nexus_operation":
+        if node.kind == NodeKind.NEXUS_OPERATION:
             view.spans = [s for s in view.spans if s.namespace in (None, node.namespace)]
-        elif node.kind == "nexus_handler":
+        elif node.kind == NodeKind.NEXUS_HANDLER:
             view.spans = [
                 s for s in view.spans if s.namespace != (parent.node.namespace if parent else None)
             ]
         return
     activity_id = node.details.get("activity_id")
-    if node.kind == "activity" and parent is not None and activity_id:
+    if node.kind == NodeKind.ACTIVITY and parent is not None and activity_id:
         owner = parent.node
         view.spans = [
             s
@@ -322,7 +298,7 @@ def _match_spans(view: ViewNode, parent: ViewNode | None, spans: list[SpanInfo])
             == str(activity_id)
         ]
         return
-    if node.kind == "workflow":
+    if node.kind == NodeKind.WORKFLOW:
         view.spans = [
             s
             for s in spans
@@ -391,13 +367,13 @@ def build_view(
             errors.append(view)
         token = node.details.get("operation_token")
         if token and not restricted:
-            view.token = decode_token(str(token))
+            view.token = operation_token_json(str(token))
         _match_spans(view, parent, spans)
         view.children = [visit(child, view, depth + 1) for child in node.children]
         view.on_error_path = any(c.is_error or c.on_error_path for c in view.children)
         if view.on_error_path:
             view.expanded = True
-        if not restricted and node.kind in ("nexus_operation", "activity"):
+        if not restricted and node.kind in (NodeKind.NEXUS_OPERATION, NodeKind.ACTIVITY):
             caller = parent.node if parent else None
             view.diagnosis = diagnose(node, caller, endpoints, ui_link)
         return view

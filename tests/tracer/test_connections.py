@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tracer._connections import Connections, load_connect_configs
-from tracer._linker import HistoryLinker
-from tracer._store import Store
 from tracer.devserver import DevServer, free_port
+from tracer.link import Connections, HistoryLinker, load_connect_configs
+from tracer.store import Store
 
 
 def test_flags_and_environment_for_namespaces_without_a_profile() -> None:
@@ -51,7 +50,7 @@ namespace = "payments"
     linker = HistoryLinker(store, Connections(configs))
     report = await linker.poll_once()
     assert report.errors == 1
-    states = {state.namespace: state for state in store.all_namespace_states()}
+    states = {state.namespace: state for state in store.namespace_states()}
     assert states["orders"].status == "ok" and states["payments"].status == "ok"
     assert states["inventory"].status == "error"
     assert states["inventory"].last_error == f"cannot reach Temporal at {dead}: Connection refused"

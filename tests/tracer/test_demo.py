@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from tracer._models import Span
 from tracer.collector import ServeSettings, run_collector
+from tracer.db import Span
 from tracer.demo._model import NAMESPACES
 from tracer.devserver import DevServer, free_port
 

@@ -1,7 +1,7 @@
 """OTLP export upstream, against a real Arize Phoenix (``phoenix serve`` from PyPI).
 
 Spans are written the way the receiver writes them (SDK spans, OTLP-encoded, decoded by
-``tracer._otlp`` into rows), and the exporter sends them to Phoenix through the
+``tracer.ingest`` into rows), and the exporter sends them to Phoenix through the
 opentelemetry-exporter-otlp exporters; the tests read back what Phoenix lists.
 """
 
@@ -27,21 +27,27 @@ from sqlalchemy import Table, insert, select
 
 from interceptors._propagation import TraceParent
 from tests.conftest import LinkedSample, skip_or_fail
-from tracer._db import create_db_engine, upgrade_database
-from tracer._export import (
+from tracer.db import (
+    Call,
+    ExportCursor,
+    Link,
+    NexusEndpointRow,
+    Span,
+    WorkflowRun,
+    create_db_engine,
+    upgrade_database,
+)
+from tracer.devserver import free_port
+from tracer.export import (
     ExportDestination,
     Exporter,
     ExportSettings,
     RoundReport,
+    derived_span_id,
     parse_export_endpoints,
 )
-from tracer._export_spans import derived_span_id
-from tracer._history import RunFacts
-from tracer._models import Call, ExportCursor, Link, NexusEndpointRow, Span, WorkflowRun
-from tracer._otlp import request_to_rows
-from tracer._receiver import write_spans
-from tracer._store import Store
-from tracer.devserver import free_port
+from tracer.ingest import request_to_rows
+from tracer.store import RunFacts, Store
 
 from ._phoenix import Phoenix, find_phoenix, flatten
 
@@ -118,7 +124,7 @@ def receive(store: Store, spans: list[ReadableSpan]) -> None:
     """Store spans exactly as the OTLP receiver does."""
     decoded = request_to_rows(encode_spans(spans), datetime.now(UTC))
     assert not decoded.rejected, decoded.error_message
-    write_spans(store, decoded.rows)
+    store.save_spans(decoded.rows)
 
 
 def _random_spans(count: int, trace_id: int, tag: str) -> list[ReadableSpan]:
@@ -267,7 +273,7 @@ async def test_sample_tree_reaches_phoenix_with_namespaces_links_and_synthesized
 async def test_phoenix_down_for_a_while_loses_nothing(
     phoenix: Phoenix, fresh_store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="tracer._export")
+    caplog.set_level(logging.INFO, logger="tracer.export")
     store = fresh_store
     trace_id = random.getrandbits(127) | 1
     receive(store, _random_spans(50, trace_id, "before"))
@@ -290,7 +296,7 @@ async def test_phoenix_down_for_a_while_loses_nothing(
     listed = [s for s in await phoenix.spans() if s["context"]["trace_id"] == f"{trace_id:032x}"]
     assert sorted(s["context"]["span_id"] for s in listed) == sorted(stored)
     assert all(got[s]["name"] for s in stored)
-    messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "tracer._export"]
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "tracer.export"]
     warnings = [m for level, m in messages if level == logging.WARNING]
     assert len(warnings) == 1 and "failing" in warnings[0], messages
     assert any("recovered" in m for level, m in messages if level == logging.INFO), messages
@@ -333,13 +339,13 @@ async def test_rows_committed_late_below_the_cursor_are_still_delivered(
 ) -> None:
     trace_id = random.getrandbits(127) | 1
     # Ids 1-5 and 7-9 visible; id 6 is a transaction that commits after the cursor passed.
-    write_spans(store, [_row(1000 + i, i, trace_id) for i in (1, 2, 3, 4, 5, 7, 8, 9)])
+    store.save_spans([_row(1000 + i, i, trace_id) for i in (1, 2, 3, 4, 5, 7, 8, 9)])
     destination = ExportDestination(f"{phoenix.url}/v1/traces")
     exporter = Exporter(store, [destination], FAST)
     first = await asyncio.to_thread(exporter.export_once, destination)
     assert (first.spans, _cursor(store, destination).span_cursor) == (8, 9)
     assert _cursor(store, destination).span_gaps.startswith("[[6, 6")
-    write_spans(store, [_row(1006, 6, trace_id)])
+    store.save_spans([_row(1006, 6, trace_id)])
     second: RoundReport = await asyncio.to_thread(exporter.export_once, destination)
     assert (second.spans, second.late_spans) == (0, 1)
     assert _cursor(store, destination).span_gaps == "[]"

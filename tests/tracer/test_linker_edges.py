@@ -30,12 +30,10 @@ from interceptors import (
     encode_caller_header,
 )
 from interceptors.http import CallerContextMiddleware, async_httpx_hooks
-from tracer._connections import Connections, load_connect_configs
-from tracer._linker import HistoryLinker
-from tracer._models import Link
-from tracer._store import Store
-from tracer._tree import build_tree
+from tracer.db import Link
 from tracer.devserver import DevServer, free_port
+from tracer.link import Connections, HistoryLinker, load_connect_configs
+from tracer.store import Store
 
 from ._edge_workflows import (
     ChildWorkflow,
@@ -64,8 +62,7 @@ async def test_child_workflows_hang_under_their_start_calls(
         store, Connections(load_connect_configs(["orders"], address=temporal_server.address))
     )
     await linker.poll_once()
-    with store.session() as session:
-        root = build_tree(session, "orders", f"{parent_id}-child-1")
+    root = store.tree("orders", f"{parent_id}-child-1")
     assert root is not None
     tree = root.to_json()
     assert (tree["workflow_id"], tree["status"]) == (parent_id, "completed")
@@ -140,9 +137,8 @@ async def test_signals_and_updates_sent_over_http_hang_under_the_activity(
 
     configs = load_connect_configs(["orders", "inventory"], address=temporal_server.address)
     await HistoryLinker(store, Connections(configs)).poll_once()
-    with store.session() as session:
-        notifier = build_tree(session, "orders", f"notifier-{suffix}")
-        own = build_tree(session, "inventory", f"mailbox-{suffix}")
+    notifier = store.tree("orders", f"notifier-{suffix}")
+    own = store.tree("inventory", f"mailbox-{suffix}")
     assert notifier is not None and own is not None
     [call] = notifier.to_json()["children"]
     assert call["name"] == "notify_mailbox"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tracer._connections import Connections
-from tracer._linker import MAX_REREAD_INTERVAL, HistoryLinker
-from tracer._store import Store
+from tracer.link import Connections, HistoryLinker
+from tracer.link._linker import MAX_REREAD_INTERVAL
+from tracer.store import Store
 
 
 def _linker(store: Store, poll_interval: float) -> HistoryLinker:

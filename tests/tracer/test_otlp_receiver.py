@@ -37,12 +37,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
-from tracer._db import create_db_engine, upgrade_database
-from tracer._models import Span
-from tracer._otlp import BodyTooLargeError, decompress_gzip
-from tracer._receiver import create_receiver_app
-from tracer._store import Store
+from tracer.db import Span, create_db_engine, upgrade_database
 from tracer.devserver import free_port
+from tracer.ingest import BodyTooLargeError, create_receiver_app, decompress_gzip
+from tracer.store import Store
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}

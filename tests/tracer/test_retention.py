@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 
 from tests.conftest import LinkedSample
-from tracer._history import parse_history
-from tracer._models import Call, ExportRun, Link, WorkflowRun
-from tracer._retention import parse_duration, purge_once
-from tracer._store import Store
+from tracer.db import Call, ExportRun, Link, WorkflowRun
 from tracer.devserver import DevServer
+from tracer.jobs import parse_duration, purge_once
+from tracer.link import parse_history
+from tracer.store import Store
 
 
 async def _save(store: Store, address: str, namespace: str, workflow_id: str, cut: int = 0) -> None:

@@ -10,9 +10,8 @@ import httpx
 from sqlalchemy import func, select
 
 from tests.conftest import LinkedSample, expected_namespaces, wait_linked
-from tracer._leases import lease_owners
-from tracer._models import Call, Link, WorkflowRun
 from tracer.collector import Collector, ServeSettings, run_collector
+from tracer.db import Call, Link, WorkflowRun
 from tracer.demo._fleet import run_orders, sample_orders
 from tracer.demo._model import NAMESPACES, ORDERS_NAMESPACE
 from tracer.devserver import DevServer, free_port
@@ -32,7 +31,7 @@ def _settings(address: str, db_url: str) -> ServeSettings:
 async def _until_shared(collector: Collector, holders: int) -> dict[str, str]:
     owners: dict[str, str] = {}
     for _ in range(100):
-        owners = await asyncio.to_thread(lease_owners, collector.store)
+        owners = await asyncio.to_thread(collector.store.lease_owners)
         if len(owners) == len(NAMESPACES) and len(set(owners.values())) == holders:
             break
         await asyncio.sleep(0.2)

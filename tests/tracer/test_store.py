@@ -11,14 +11,11 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from tests.conftest import LinkedSample
-from tracer._connections import Connections, load_connect_configs
-from tracer._history import RunFacts, parse_history
-from tracer._linker import HistoryLinker
-from tracer._models import Link, WorkflowRun
-from tracer._store import Store
-from tracer._tree import build_tree
+from tracer.db import Link, WorkflowRun
 from tracer.demo._model import NAMESPACES
 from tracer.devserver import DevServer
+from tracer.link import Connections, HistoryLinker, load_connect_configs, parse_history
+from tracer.store import RunFacts, Store
 
 
 def _shape(node: dict[str, Any]) -> tuple[Any, ...]:
@@ -36,8 +33,7 @@ async def _history(
 
 
 def _tree(store: Store, namespace: str, workflow_id: str) -> dict[str, Any]:
-    with store.session() as session:
-        root = build_tree(session, namespace, workflow_id)
+    root = store.tree(namespace, workflow_id)
     assert root is not None, f"{namespace}/{workflow_id} not in the store"
     return root.to_json()
 
@@ -76,7 +72,7 @@ async def test_an_older_read_of_a_history_never_overwrites_a_newer_one(
     partial = parse_history("orders", order_id, run_id, events[:12])
     assert partial.status == "running" and len(partial.calls) < len(full.calls)
     store.save_run(partial)
-    assert store.run_progress("orders", run_id) == ("completed", len(events))
+    assert store.runs_progress("orders", [run_id])[run_id] == ("completed", len(events))
     tree = _tree(store, "orders", order_id)
     assert len(tree["children"]) == len(full.calls)
 

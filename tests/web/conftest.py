@@ -15,13 +15,11 @@ import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.conftest import LinkedSample, skip_or_fail
-from tracer._connections import Connections, load_connect_configs
-from tracer._db import create_db_engine, upgrade_database
-from tracer._history import CallFacts, RunFacts
-from tracer._models import Span
-from tracer._store import Store
+from tracer.db import Span, create_db_engine, upgrade_database
 from tracer.demo._model import NAMESPACES
 from tracer.devserver import DevServer, free_port
+from tracer.link import Connections, load_connect_configs
+from tracer.store import CallFacts, RunFacts, Store
 from web import WebSettings, create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -174,7 +172,7 @@ async def hostile_ui(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
                 namespace="orders",
                 workflow_id=EVIL,
                 run_id="run-evil",
-                attributes='{"note": "<img src=y onerror=alert(5)>"}',
+                attributes='{"note": {"stringValue": "<img src=y onerror=alert(5)>"}}',
                 received_at=datetime.now(UTC),
             )
         )

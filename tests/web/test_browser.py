@@ -349,7 +349,7 @@ async def test_span_attributes_in_node_detail(
 ) -> None:
     """Spans sent over OTLP/JSON to the receiver join their nodes by namespace, workflow id
     and run id, and by Nexus request id."""
-    from tracer._receiver import create_receiver_app
+    from tracer.ingest import create_receiver_app
 
     order = linked_sample.order_ids["ok"]
     tree = await linked_sample.tree("orders", order)

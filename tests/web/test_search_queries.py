@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracer._history import CallFacts, LinkFacts, RunFacts
-from tracer._search import TraceFilter, namespace_map, search_traces
-from tracer._store import Store
+from tracer.query import TraceFilter, namespace_map
+from tracer.store import CallFacts, LinkFacts, RunFacts, Store
 
 NOW = datetime.now(UTC)
 
@@ -123,7 +122,7 @@ def forest(store: Store) -> Store:
             links=[
                 LinkFacts(
                     kind="activity_wrapper",
-                    source="handler_header",
+                    source="header",
                     caller_namespace="orders",
                     caller_workflow_id="order-c",
                     caller_run_id="run-c",
@@ -165,14 +164,12 @@ def forest(store: Store) -> Store:
 
 
 def _ids(store: Store, **criteria: object) -> list[str]:
-    with store.session() as session:
-        page = search_traces(session, TraceFilter(**criteria))  # type: ignore[arg-type]
+    page = store.search(TraceFilter(**criteria))  # type: ignore[arg-type]
     return [row.workflow_id for row in page.rows]
 
 
 def test_roots_newest_first_with_summaries(forest: Store) -> None:
-    with forest.session() as session:
-        page = search_traces(session, TraceFilter())
+    page = forest.search(TraceFilter())
     assert [row.workflow_id for row in page.rows] == ["order-c", "order-a", "settle-f"]
     assert page.total == 3
     c, a, _ = page.rows
@@ -200,9 +197,8 @@ def test_filters(forest: Store) -> None:
 
 
 def test_pagination(forest: Store) -> None:
-    with forest.session() as session:
-        first = search_traces(session, TraceFilter(page_size=2))
-        second = search_traces(session, TraceFilter(page_size=2, page=2))
+    first = forest.search(TraceFilter(page_size=2))
+    second = forest.search(TraceFilter(page_size=2, page=2))
     assert (first.total, first.pages) == (3, 2)
     assert [r.workflow_id for r in first.rows + second.rows] == [
         "order-c",

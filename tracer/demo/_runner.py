@@ -19,10 +19,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from interceptors import LINK_KEY_ENV, TracingInterceptor
 
+from .._ports import ensure_port_free
 from .._process import run_until_signalled
 from .._service import Collector, ServeSettings, run_collector
-from .._tree import build_tree
-from ..devserver import DevServer, ensure_port_free, wait_for_server
+from ..devserver import DevServer, wait_for_server
 from ._fleet import OrderOutcome, run_orders, run_sample_fleet, sample_orders
 from ._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE
 
@@ -223,8 +223,7 @@ async def _wait_linked(collector: Collector, outcomes: list[OrderOutcome]) -> No
     waiting = {outcome.order_id for outcome in outcomes}
     while waiting and time.monotonic() < deadline:
         for order_id in list(waiting):
-            with collector.store.session() as session:
-                root = build_tree(session, ORDERS_NAMESPACE, order_id)
+            root = await asyncio.to_thread(collector.store.tree, ORDERS_NAMESPACE, order_id)
             if (
                 root is not None
                 and root.status != "running"

@@ -15,6 +15,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from interceptors.http import CallerContextMiddleware
@@ -65,6 +66,9 @@ def create_inventory_api(client: Client) -> FastAPI:
             request,
             id=f"stock-{body.order_id}",
             task_queue=INVENTORY_TASK_QUEUE,
+            # A retried request (the caller's activity timed out and tried again) joins
+            # the reservation it already started instead of failing.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
         if not body.wait:
             return {"workflow_id": handle.id, "status": "started"}

@@ -20,11 +20,12 @@ from temporalio.api.operatorservice.v1 import ListNexusEndpointsRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from tracer.domain import Status
+from tracer.jobs import LeaseHolder, run_periodically
+from tracer.store import LinkFacts, RunFacts, Store
+
 from ._connections import Connections
-from ._history import LinkFacts, RunFacts, parse_history
-from ._leases import LeaseKeeper
-from ._process import sleep_unless_stopped
-from ._store import Store
+from ._history import parse_history
 
 __all__ = ["HistoryLinker", "PollReport"]
 
@@ -56,7 +57,7 @@ class HistoryLinker:
         connections: Connections,
         *,
         poll_interval: float = 1.0,
-        leases: LeaseKeeper | None = None,
+        leases: LeaseHolder | None = None,
     ) -> None:
         self.store = store
         self.connections = connections
@@ -75,13 +76,11 @@ class HistoryLinker:
         """Poll every namespace until ``stop`` is set."""
         await asyncio.to_thread(self.store.ensure_namespace_states, self.connections.namespaces)
         logger.info("linking namespaces: %s", ", ".join(self.connections.namespaces))
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-            except Exception:
-                # A bug or a database hiccup must not end linking: log it, poll again.
-                logger.exception("linker pass failed; retrying in %.1fs", self.poll_interval)
-            await sleep_unless_stopped(stop, self.poll_interval)
+
+        async def poll() -> None:
+            await self.poll_once()
+
+        await run_periodically(poll, stop, name="linker pass", interval=self.poll_interval)
 
     async def poll_once(self) -> PollReport:
         """One pass: refresh endpoints, then read what changed in every namespace."""
@@ -150,7 +149,7 @@ class HistoryLinker:
             running = [
                 (e.id, e.run_id)
                 for e in listed
-                if known.get(e.run_id, ("",))[0] == "running"
+                if known.get(e.run_id, ("",))[0] == Status.RUNNING
                 and (
                     e.status != WorkflowExecutionStatus.RUNNING or self._due(e.run_id, e.start_time)
                 )
@@ -232,17 +231,17 @@ class HistoryLinker:
         if history.events and history.events[-1].event_id == known_length:
             return None  # a running workflow with nothing new: nothing to parse or write
         facts = parse_history(namespace, workflow_id, run_id or history.run_id, history.events)
-        if facts.status != "running":
+        if facts.status != Status.RUNNING:
             self._last_read.pop(facts.run_id, None)
         await asyncio.to_thread(self.store.save_run, facts)
         return facts
 
     async def _follow_links(self, read: Iterable[RunFacts]) -> None:
         """Read runs that links point to in other configured namespaces, at once."""
-        targets: set[tuple[str, str, str]] = set()
-        for facts in read:
-            for link in facts.links:
-                targets.update(self._unread_ends(link))
+        links = [link for facts in read for link in facts.links]
+        if not links:
+            return
+        targets = await asyncio.to_thread(self._unread_ends, links)
         for namespace, workflow_id, run_id in targets:
             try:
                 client = await self.connections.client(namespace)
@@ -250,18 +249,22 @@ class HistoryLinker:
             except (RuntimeError, RPCError) as err:
                 logger.debug("could not follow link to %s/%s: %s", namespace, workflow_id, err)
 
-    def _unread_ends(self, link: LinkFacts) -> list[tuple[str, str, str]]:
-        ends = [
-            (link.handler_namespace, link.handler_workflow_id, link.handler_run_id),
-            (link.caller_namespace, link.caller_workflow_id, link.caller_run_id),
-        ]
-        return [
-            (namespace, workflow_id, run_id)
-            for namespace, workflow_id, run_id in ends
-            if namespace in self.connections.configs
-            and run_id
-            and self.store.run_progress(namespace, run_id) is None
-        ]
+    def _unread_ends(self, links: Iterable[LinkFacts]) -> set[tuple[str, str, str]]:
+        """Ends of ``links`` in configured namespaces that the store has not read yet
+        (blocking: runs in a worker thread)."""
+        ends: dict[str, set[tuple[str, str]]] = {}
+        for link in links:
+            for namespace, workflow_id, run_id in (
+                (link.handler_namespace, link.handler_workflow_id, link.handler_run_id),
+                (link.caller_namespace, link.caller_workflow_id, link.caller_run_id),
+            ):
+                if namespace in self.connections.configs and run_id:
+                    ends.setdefault(namespace, set()).add((workflow_id, run_id))
+        unread: set[tuple[str, str, str]] = set()
+        for namespace, pairs in ends.items():
+            known = self.store.runs_progress(namespace, sorted({run_id for _, run_id in pairs}))
+            unread.update((namespace, wid, rid) for wid, rid in pairs if rid not in known)
+        return unread
 
 
 def _describe_error(err: BaseException, address: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,8 +29,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
+
+from tracer.db import attribute_map, encode_events, encode_links
 
 __all__ = [
     "NAMESPACE_KEYS",
@@ -237,55 +237,6 @@ def parse_export_request(body: bytes, encoding: Encoding) -> ExportTraceServiceR
 # --- spans to rows --------------------------------------------------------------------
 
 
-def _double(value: float) -> float | str:
-    # JSON has no NaN or infinities; OTLP/JSON spells them as strings.
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
-
-
-def _any_value(value: AnyValue) -> dict[str, Any]:
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return {"stringValue": value.string_value}
-    if kind == "int_value":
-        # int64 is a decimal string in OTLP/JSON (protobuf's JSON mapping).
-        return {"intValue": str(value.int_value)}
-    if kind == "bool_value":
-        return {"boolValue": value.bool_value}
-    if kind == "double_value":
-        return {"doubleValue": _double(value.double_value)}
-    if kind == "array_value":
-        return {"arrayValue": {"values": [_any_value(v) for v in value.array_value.values]}}
-    if kind == "kvlist_value":
-        return {
-            "kvlistValue": {
-                "values": [
-                    {"key": kv.key, "value": _any_value(kv.value)}
-                    for kv in value.kvlist_value.values
-                ]
-            }
-        }
-    if kind == "bytes_value":
-        return {"bytesValue": base64.b64encode(value.bytes_value).decode("ascii")}
-    return {}
-
-
-def _attribute_map(attributes: Any) -> dict[str, dict[str, Any]]:
-    result: dict[str, dict[str, Any]] = {}
-    kv: KeyValue
-    for kv in attributes:
-        value = kv.value
-        # The common case first: one C call instead of the generic oneof dispatch.
-        if value.WhichOneof("value") == "string_value":
-            result[kv.key] = {"stringValue": value.string_value}
-        else:
-            result[kv.key] = _any_value(value)
-    return result
-
-
 def _text(value: dict[str, Any] | None, limit: int) -> str | None:
     """The text of a lifted attribute (a string, or an int), or None if absent or too long."""
     if value is None:
@@ -338,33 +289,6 @@ def _span_problem(span: OtlpSpan) -> str | None:
     return None
 
 
-def _events(span: OtlpSpan) -> str:
-    return json.dumps(
-        [
-            {
-                "timeUnixNano": str(event.time_unix_nano),
-                "name": event.name,
-                "attributes": _attribute_map(event.attributes),
-            }
-            for event in span.events
-        ]
-    )
-
-
-def _links(span: OtlpSpan) -> str:
-    return json.dumps(
-        [
-            {
-                "traceId": link.trace_id.hex(),
-                "spanId": link.span_id.hex(),
-                "traceState": link.trace_state,
-                "attributes": _attribute_map(link.attributes),
-            }
-            for link in span.links
-        ]
-    )
-
-
 def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -> DecodedSpans:
     """Turn the spans of an export request into rows of the ``spans`` table.
 
@@ -384,7 +308,7 @@ def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -
     rows = result.rows
     encode = _ENCODER.encode
     for resource_spans in request.resource_spans:
-        resource = _attribute_map(resource_spans.resource.attributes)
+        resource = attribute_map(resource_spans.resource.attributes)
         resource_json = encode(resource)
         service_name = _lift(resource, ("service.name",), _SERVICE_MAX, None)
         default_namespace = _lift(resource, NAMESPACE_KEYS, _NAMESPACE_MAX, None)
@@ -411,7 +335,7 @@ def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -
                         problem = _span_problem(span)
                         result.reasons.append(f"span {span_id.hex() or '?'}: {problem}")
                     continue
-                attributes = _attribute_map(span.attributes)
+                attributes = attribute_map(span.attributes)
                 get = attributes.get
                 name = span.name
                 if len(name) > _NAME_MAX or "\x00" in name:
@@ -443,8 +367,8 @@ def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -
                         or _text(get("temporal.request_id"), _REQUEST_ID_MAX),
                         "attributes": encode(attributes) if attributes else "{}",
                         "resource": resource_json,
-                        "events": _events(span) if span.events else "[]",
-                        "links": _links(span) if span.links else "[]",
+                        "events": encode_events(span) if span.events else "[]",
+                        "links": encode_links(span) if span.links else "[]",
                         "received_at": received_at,
                     }
                 )

@@ -1,55 +1,150 @@
-"""Writes and reads of the store shared by the linker, the receiver and the API."""
+"""The store: every write (linker, receiver) and every read (UI, API) as one repository."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
-from ._history import RunFacts
-from ._models import Base, Call, Link, NamespaceState, NexusEndpointRow, WorkflowRun
+from tracer.db import (
+    Call,
+    CollectorInstance,
+    Link,
+    NamespaceLease,
+    NamespaceState,
+    NexusEndpointRow,
+    Span,
+    WorkflowRun,
+    insert_ignoring_duplicates,
+)
+from tracer.query import (
+    NamespaceMap,
+    SpanInfo,
+    TraceFilter,
+    TracePage,
+    TreeNode,
+    build_tree,
+    namespace_map,
+    search_traces,
+    spans_for_tree,
+)
 
-__all__ = ["Store", "insert_ignoring_duplicates"]
+from ._facts import RunFacts
+
+__all__ = ["NamespaceStatus", "NexusEndpoint", "Store"]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def insert_ignoring_duplicates(
-    session: Session, model: type[Base], rows: Sequence[dict[str, Any]]
-) -> None:
-    """Insert ``rows``, skipping any that collide with a unique constraint.
+@dataclass(frozen=True)
+class NexusEndpoint:
+    """A Nexus endpoint and where it delivers (read from Temporal's operator API)."""
 
-    This is what makes every write idempotent: the same link or span delivered twice is
-    stored once, and an existing row is never overwritten by a later, poorer source.
-    """
-    if not rows:
-        return
-    table = model.__table__
-    assert isinstance(table, Table)
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table).on_conflict_do_nothing()
-    else:  # pragma: no cover - the store supports SQLite and PostgreSQL only
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    session.execute(statement, list(rows))
+    name: str
+    namespace: str
+    task_queue: str
+
+
+@dataclass(frozen=True)
+class NamespaceStatus:
+    """The linker's progress and health in one namespace."""
+
+    namespace: str
+    status: str
+    last_error: str | None
+    close_cursor: datetime | None
+    last_poll_at: datetime | None
+    runs_linked: int
+
+    @classmethod
+    def of(cls, row: NamespaceState) -> NamespaceStatus:
+        """The row as a plain value."""
+        return cls(
+            namespace=row.namespace,
+            status=row.status,
+            last_error=row.last_error,
+            close_cursor=row.close_cursor,
+            last_poll_at=row.last_poll_at,
+            runs_linked=row.runs_linked or 0,
+        )
 
 
 class Store:
-    """The SQL store behind an engine (SQLite or PostgreSQL)."""
+    """The SQL store behind an engine (SQLite or PostgreSQL): every write, and every read
+    the UI and API make, returning plain values.
+
+    Its methods block on the database: from async code, call them in a worker thread
+    (``asyncio.to_thread``).
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.session = sessionmaker(engine, expire_on_commit=False)
+
+    def ping(self) -> None:
+        """Raise unless the database answers a query."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    # --- reads for the UI and API --------------------------------------------------
+
+    def tree(self, namespace: str, workflow_id: str, run_id: str | None = None) -> TreeNode | None:
+        """The whole call tree holding a workflow (its latest run, or ``run_id``)."""
+        with self.session() as session:
+            return build_tree(session, namespace, workflow_id, run_id)
+
+    def tree_with_spans(
+        self, namespace: str, workflow_id: str, run_id: str | None = None
+    ) -> tuple[TreeNode, list[SpanInfo]] | None:
+        """The call tree and the spans that belong to it, read in one session."""
+        with self.session() as session:
+            tree = build_tree(session, namespace, workflow_id, run_id)
+            if tree is None:
+                return None
+            return tree, spans_for_tree(session, tree)
+
+    def search(self, criteria: TraceFilter) -> TracePage:
+        """A page of call trees matching ``criteria``."""
+        with self.session() as session:
+            return search_traces(session, criteria)
+
+    def namespace_map(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> NamespaceMap:
+        """Calls between namespaces in the window, with every linked namespace as a node."""
+        with self.session() as session:
+            names = session.scalars(select(NamespaceState.namespace)).all()
+            return namespace_map(session, since=since, until=until, namespaces=names)
+
+    def endpoints(self) -> list[NexusEndpoint]:
+        """The known Nexus endpoints, by name."""
+        with self.session() as session:
+            rows = session.execute(
+                select(
+                    NexusEndpointRow.name,
+                    NexusEndpointRow.target_namespace,
+                    NexusEndpointRow.target_task_queue,
+                ).order_by(NexusEndpointRow.name)
+            )
+            return [NexusEndpoint(name, namespace, queue) for name, namespace, queue in rows]
+
+    def lease_owners(self) -> dict[str, str]:
+        """Namespace (or other leased work) -> description of the live collector doing it."""
+        now = _now()
+        with self.session() as session:
+            rows = session.execute(
+                select(NamespaceLease.namespace, CollectorInstance.description)
+                .join(CollectorInstance, CollectorInstance.id == NamespaceLease.owner)
+                .where(NamespaceLease.expires_at > now)
+            )
+            return {namespace: description for namespace, description in rows}
 
     # --- linker writes -------------------------------------------------------------
 
@@ -113,10 +208,6 @@ class Store:
                 session, Link, [{**asdict(link), "created_at": now} for link in facts.links]
             )
 
-    def run_progress(self, namespace: str, run_id: str) -> tuple[str, int] | None:
-        """``(status, history_length)`` stored for a run, or ``None`` if unknown."""
-        return self.runs_progress(namespace, [run_id]).get(run_id)
-
     def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """``run_id -> (status, history_length)`` for those of ``run_ids`` that are stored."""
         found: dict[str, tuple[str, int]] = {}
@@ -145,23 +236,30 @@ class Store:
                 for name, ns, queue in endpoints
             )
 
-    def endpoint_namespaces(self) -> dict[str, str]:
-        """Map of Nexus endpoint name to the namespace it targets."""
-        with self.session() as session:
-            rows = session.execute(select(NexusEndpointRow.name, NexusEndpointRow.target_namespace))
-            return {name: namespace for name, namespace in rows}
+    def save_spans(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert span rows in one transaction; a span already stored is skipped.
+
+        Args:
+            rows: Rows of the ``spans`` table, as the OTLP decoder makes them.
+        """
+        if not rows:
+            return
+        with self.session.begin() as session:
+            insert_ignoring_duplicates(session, Span, rows)
 
     # --- namespace state -----------------------------------------------------------
 
-    def namespace_state(self, namespace: str) -> NamespaceState | None:
+    def namespace_state(self, namespace: str) -> NamespaceStatus | None:
         """The linker's stored progress in ``namespace``."""
         with self.session() as session:
-            return session.get(NamespaceState, namespace)
+            row = session.get(NamespaceState, namespace)
+            return NamespaceStatus.of(row) if row is not None else None
 
-    def all_namespace_states(self) -> list[NamespaceState]:
+    def namespace_states(self) -> list[NamespaceStatus]:
         """Every namespace the linker has worked on, by name."""
         with self.session() as session:
-            return list(session.scalars(select(NamespaceState).order_by(NamespaceState.namespace)))
+            rows = session.scalars(select(NamespaceState).order_by(NamespaceState.namespace))
+            return [NamespaceStatus.of(row) for row in rows]
 
     def set_namespace_status(
         self,

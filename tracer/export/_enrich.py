@@ -17,8 +17,7 @@ Three things are added to what workers sent:
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,13 +32,23 @@ from sqlalchemy.orm import Session
 
 from interceptors import ATTR
 from interceptors._propagation import TraceParent
-
-from ._models import STARTING_LINK_KINDS, Call, Link, NexusEndpointRow, Span, WorkflowRun
+from tracer._spannames import SpanName
+from tracer.db import (
+    Call,
+    NexusEndpointRow,
+    Span,
+    WorkflowRun,
+    decode_attributes,
+    decode_events,
+    decode_links,
+)
+from tracer.domain import ERROR_STATUSES, LinkKind, NodeKind
+from tracer.domain import Status as RunStatus
+from tracer.query import Caller, CallGraph
 
 __all__ = [
     "SYNTHESIZED",
     "SpanEnricher",
-    "decode_attributes",
     "derived_span_id",
     "derived_trace_id",
 ]
@@ -54,12 +63,10 @@ _SCOPE = InstrumentationScope("temporal-tracer.export")
 _SYNTH_SCOPE = InstrumentationScope("temporal-tracer.history")
 # Which caller span a handler hangs off, by the kind of call: the span that made the call.
 _CALL_SPAN_PREFIXES = {
-    "nexus": ("StartNexusOperation:",),
-    "activity_wrapper": ("RunActivity:", "StartActivity:"),
-    "child": ("StartChildWorkflow:",),
+    LinkKind.NEXUS: (SpanName.START_NEXUS_OPERATION,),
+    LinkKind.ACTIVITY_WRAPPER: (SpanName.RUN_ACTIVITY, SpanName.START_ACTIVITY),
+    LinkKind.CHILD: (SpanName.START_CHILD_WORKFLOW,),
 }
-# Preferred order of link sources when a run has several callers recorded.
-_SOURCE_ORDER = {"caller_history": 0, "handler_history": 1, "header": 2, "operation_token": 3}
 _MAX_DEPTH = 32
 
 
@@ -82,110 +89,18 @@ def _nanos(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000) * 1000
 
 
-# --- OTLP/JSON decoding --------------------------------------------------------------
-
-
-def _any_value(value: Any) -> Any:
-    """An OTLP/JSON ``AnyValue`` (or a plain JSON value) as an OpenTelemetry attribute."""
-    if not isinstance(value, dict):
-        if isinstance(value, list):
-            items = [_any_value(item) for item in value]
-            return (
-                items
-                if all(isinstance(i, str | bool | int | float) for i in items)
-                else (json.dumps(value))
-            )
-        return value
-    for key in ("stringValue", "string_value", "boolValue", "bool_value", "doubleValue"):
-        if key in value:
-            return value[key]
-    for key in ("intValue", "int_value"):
-        if key in value:
-            return int(value[key])  # OTLP/JSON writes 64-bit ints as strings
-    for key in ("bytesValue", "bytes_value"):
-        if key in value:
-            return str(value[key])
-    array = value.get("arrayValue", value.get("array_value"))
-    if isinstance(array, dict):
-        items = [_any_value(item) for item in array.get("values", [])]
-        kinds = {type(item) for item in items}
-        # Attribute arrays must be homogeneous primitives; anything else goes as JSON.
-        if len(kinds) <= 1 and kinds <= {str, bool, int, float}:
-            return items
-        return json.dumps(items)
-    kvlist = value.get("kvlistValue", value.get("kvlist_value"))
-    if isinstance(kvlist, dict):
-        return json.dumps(decode_attributes(kvlist.get("values", [])))
-    return json.dumps(value) if value else None
-
-
-def decode_attributes(data: Any) -> dict[str, Any]:
-    """Attributes from stored JSON: a ``KeyValue`` list, a map, or JSON text of either."""
-    if isinstance(data, str):
-        try:
-            data = json.loads(data or "{}")
-        except ValueError:
-            return {}
-    if isinstance(data, dict) and isinstance(data.get("attributes"), list):
-        data = data["attributes"]  # a whole OTLP Resource
-    pairs: Iterable[tuple[Any, Any]]
-    if isinstance(data, dict):
-        pairs = data.items()
-    elif isinstance(data, list):
-        pairs = ((i.get("key"), i.get("value")) for i in data if isinstance(i, dict))
-    else:
-        return {}
-    out: dict[str, Any] = {}
-    for key, raw in pairs:
-        value = _any_value(raw)
-        if key and value is not None:
-            out[str(key)] = value
-    return out
-
-
-def _hex_id(value: Any, width: int) -> int | None:
-    if not isinstance(value, str) or len(value) != width:
-        return None
-    try:
-        return int(value, 16) or None
-    except ValueError:
-        return None
+def _links(text: str) -> list[OtelLink]:
+    return [
+        OtelLink(_context(link.trace_id, link.span_id), dict(link.attributes))
+        for link in decode_links(text)
+    ]
 
 
 def _events(text: str) -> list[Event]:
-    try:
-        data = json.loads(text or "[]")
-    except ValueError:
-        return []
-    events = []
-    for item in data if isinstance(data, list) else []:
-        if isinstance(item, dict):
-            stamp = item.get("timeUnixNano", item.get("time_unix_nano", 0))
-            events.append(
-                Event(
-                    str(item.get("name", "")),
-                    decode_attributes(item.get("attributes", [])),
-                    int(stamp or 0),
-                )
-            )
-    return events
-
-
-def _links(text: str) -> list[OtelLink]:
-    try:
-        data = json.loads(text or "[]")
-    except ValueError:
-        return []
-    links = []
-    for item in data if isinstance(data, list) else []:
-        if not isinstance(item, dict):
-            continue
-        trace_id = _hex_id(item.get("traceId", item.get("trace_id")), 32)
-        span_id = _hex_id(item.get("spanId", item.get("span_id")), 16)
-        if trace_id and span_id:
-            context = SpanContext(trace_id, span_id, True, TraceFlags(TraceFlags.SAMPLED))
-            links.append(OtelLink(context, decode_attributes(item.get("attributes", []))))
-    return links
+    return [
+        Event(event.name, dict(event.attributes), event.time_unix_nano)
+        for event in decode_events(text)
+    ]
 
 
 def _context(trace_id: int, span_id: int) -> SpanContext:
@@ -222,6 +137,7 @@ class SpanEnricher:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.graph = CallGraph(session)
         self._runs: dict[tuple[str, str], WorkflowRun | None] = {}
         self._run_spans: dict[str, list[Span]] = {}
         self._placements: dict[tuple[str, str], tuple[int, int | None]] = {}
@@ -230,12 +146,14 @@ class SpanEnricher:
     # --- lookups -----------------------------------------------------------------
 
     def _run(self, namespace: str | None, run_id: str) -> WorkflowRun | None:
-        key = (namespace or "", run_id)
+        if namespace:
+            return self.graph.run(namespace, run_id)
+        # A span of the SDK's own interceptor names its run but no namespace.
+        key = ("", run_id)
         if key not in self._runs:
-            query = select(WorkflowRun).where(WorkflowRun.run_id == run_id)
-            if namespace:
-                query = query.where(WorkflowRun.namespace == namespace)
-            self._runs[key] = self.session.scalars(query.limit(1)).first()
+            self._runs[key] = self.session.scalars(
+                select(WorkflowRun).where(WorkflowRun.run_id == run_id).limit(1)
+            ).first()
         return self._runs[key]
 
     def _spans_of_run(self, run: WorkflowRun) -> list[Span]:
@@ -262,57 +180,17 @@ class SpanEnricher:
             self._endpoints = {name: namespace for name, namespace in rows}
         return self._endpoints.get(endpoint or "")
 
-    def _callers(self, run: WorkflowRun) -> list[Link]:
-        links = self.session.scalars(
-            select(Link).where(
-                Link.handler_namespace == run.namespace,
-                Link.handler_run_id == run.run_id,
-                Link.kind.in_(STARTING_LINK_KINDS),
-            )
-        )
-        seen: set[tuple[str, str, int, str, str]] = set()
-        unique = []
-        for link in sorted(links, key=lambda li: (_SOURCE_ORDER.get(li.source, 9), li.id)):
-            key = (
-                link.caller_namespace,
-                link.caller_run_id,
-                link.caller_event_id,
-                link.caller_request_id,
-                link.caller_activity_id,
-            )
-            # One edge is often recorded by both histories: keep it once.
-            if key in seen or (
-                link.caller_request_id and any(k[3] == link.caller_request_id for k in seen)
-            ):
-                continue
-            seen.add(key)
-            unique.append(link)
-        if not unique and run.parent_run_id:
-            # A same-namespace child: its parent is named in its own history.
-            parent = self._run(run.parent_namespace or run.namespace, run.parent_run_id)
-            if parent is not None:
-                unique.append(
-                    Link(
-                        kind="child",
-                        source="handler_history",
-                        caller_namespace=parent.namespace,
-                        caller_workflow_id=parent.workflow_id,
-                        caller_run_id=parent.run_id,
-                        caller_event_id=run.parent_event_id or 0,
-                        caller_request_id="",
-                        caller_activity_id="",
-                    )
-                )
-        return unique
+    def _callers(self, run: WorkflowRun) -> list[Caller]:
+        return self.graph.callers([run]).get(run.id, [])
 
-    def _call_of(self, link: Link, caller: WorkflowRun) -> Call | None:
-        query = select(Call).where(Call.run_pk == caller.id)
-        if link.caller_event_id:
-            query = query.where(Call.event_id == link.caller_event_id)
-        elif link.caller_request_id:
-            query = query.where(Call.request_id == link.caller_request_id)
-        elif link.caller_activity_id:
-            query = query.where(Call.activity_id == link.caller_activity_id)
+    def _call_of(self, caller: Caller) -> Call | None:
+        query = select(Call).where(Call.run_pk == caller.run.id)
+        if caller.event_id:
+            query = query.where(Call.event_id == caller.event_id)
+        elif caller.request_id:
+            query = query.where(Call.request_id == caller.request_id)
+        elif caller.activity_id:
+            query = query.where(Call.activity_id == caller.activity_id)
         else:
             return None
         return self.session.scalars(query.limit(1)).first()
@@ -320,14 +198,14 @@ class SpanEnricher:
     # --- placing handlers under callers --------------------------------------------
 
     def _caller_anchor(
-        self, link_kind: str, caller: WorkflowRun, call: Call | None, depth: int
+        self, link_kind: LinkKind, caller: WorkflowRun, call: Call | None, depth: int
     ) -> _Anchor | None:
         """The caller's span for this call: a stored one, else the synthesized one."""
         spans = self._spans_of_run(caller)
         if spans:
             prefixes = _CALL_SPAN_PREFIXES.get(link_kind, ())
             candidates = [s for s in spans if s.name.startswith(prefixes)] if prefixes else []
-            if call is not None and call.kind == "nexus_operation" and call.operation:
+            if call is not None and call.kind == NodeKind.NEXUS_OPERATION and call.operation:
                 named = [s for s in candidates if s.name.endswith(f"/{call.operation}")]
                 candidates = named or candidates
             if call is not None and call.activity_id:
@@ -358,16 +236,13 @@ class SpanEnricher:
         # Guard against cycles in recorded links (and absurdly deep trees).
         self._placements[key] = result
         if depth < _MAX_DEPTH:
-            for link in self._callers(run):
-                caller = self._run(link.caller_namespace, link.caller_run_id)
-                if caller is None:
-                    continue
-                call = self._call_of(link, caller)
+            for caller in self._callers(run):
+                call = self._call_of(caller)
                 parent = TraceParent.parse(call.traceparent if call is not None else None)
                 if parent is not None:
                     result = (parent.trace_id, parent.span_id)
                     break
-                anchor = self._caller_anchor(link.kind, caller, call, depth)
+                anchor = self._caller_anchor(caller.kind, caller.run, call, depth)
                 if anchor is not None:
                     result = (anchor.trace_id, anchor.span_id)
                     break
@@ -420,25 +295,25 @@ class SpanEnricher:
     def _cross_trace_callers(self, row: Span, run: WorkflowRun | None) -> list[_Anchor]:
         trace_id = int(row.trace_id, 16)
         anchors: list[_Anchor] = []
-        pairs: list[tuple[str, WorkflowRun, Call | None]] = []
+        pairs: list[tuple[LinkKind, WorkflowRun, Call | None]] = []
         if run is not None:
-            for link in self._callers(run):
-                caller = self._run(link.caller_namespace, link.caller_run_id)
-                if caller is not None:
-                    pairs.append((link.kind, caller, self._call_of(link, caller)))
+            for caller in self._callers(run):
+                pairs.append((caller.kind, caller.run, self._call_of(caller)))
         elif row.request_id:
             # A sync Nexus handler: no run of its own, the request id names the call.
-            call = self.session.scalars(
+            sync_call = self.session.scalars(
                 select(Call).where(Call.request_id == row.request_id).limit(1)
             ).first()
-            caller = self.session.get(WorkflowRun, call.run_pk) if call is not None else None
-            if call is not None and caller is not None:
-                pairs.append(("nexus", caller, call))
-        for kind, caller, call in pairs:
+            caller_run = (
+                self.session.get(WorkflowRun, sync_call.run_pk) if sync_call is not None else None
+            )
+            if sync_call is not None and caller_run is not None:
+                pairs.append((LinkKind.NEXUS, caller_run, sync_call))
+        for kind, caller_run, call in pairs:
             parent = TraceParent.parse(call.traceparent if call is not None else None)
             if parent is not None and parent.trace_id == trace_id:
                 continue  # the trace context crossed over: already one trace
-            anchor = self._caller_anchor(kind, caller, call, 0)
+            anchor = self._caller_anchor(kind, caller_run, call, 0)
             if anchor is not None and anchor.trace_id != trace_id and anchor not in anchors:
                 anchors.append(anchor)
         return anchors
@@ -486,10 +361,8 @@ class SpanEnricher:
                 callers = self._callers(run) if run is not None else []
                 if callers:
                     # Who called this run, from history: the SDK's spans never say.
-                    attributes.setdefault(ATTR.CALLER_KIND, callers[0].kind)
-                    attributes.setdefault(ATTR.CALLER_NAMESPACE, callers[0].caller_namespace)
-                    attributes.setdefault(ATTR.CALLER_WORKFLOW_ID, callers[0].caller_workflow_id)
-                    attributes.setdefault(ATTR.CALLER_RUN_ID, callers[0].caller_run_id)
+                    for key, value in _caller_attributes(callers[0]).items():
+                        attributes.setdefault(key, value)
                 anchors = self._cross_trace_callers(row, run)
                 for anchor in anchors:
                     links.append(
@@ -504,7 +377,7 @@ class SpanEnricher:
             resource = decode_attributes(row.resource)
             if row.service_name:
                 resource.setdefault("service.name", row.service_name)
-            parent = _hex_id(row.parent_span_id, 16)
+            parent = int(row.parent_span_id, 16) if row.parent_span_id else 0
             trace_id = int(row.trace_id, 16)
             spans.append(
                 ReadableSpan(
@@ -546,16 +419,12 @@ class SpanEnricher:
         }
         callers = self._callers(run)
         if callers:
-            first = callers[0]
-            run_attributes[ATTR.CALLER_KIND] = first.kind
-            run_attributes[ATTR.CALLER_NAMESPACE] = first.caller_namespace
-            run_attributes[ATTR.CALLER_WORKFLOW_ID] = first.caller_workflow_id
-            run_attributes[ATTR.CALLER_RUN_ID] = first.caller_run_id
+            run_attributes.update(_caller_attributes(callers[0]))
         if run.error_type:
             run_attributes[ATTR.ERROR_TYPE] = run.error_type
         spans = [
             ReadableSpan(
-                f"RunWorkflow:{run.workflow_type}",
+                SpanName.RUN_WORKFLOW + run.workflow_type,
                 context=_context(trace_id, run_span_id),
                 parent=_context(trace_id, parent_id) if parent_id else None,
                 resource=resource,
@@ -573,7 +442,7 @@ class SpanEnricher:
                 **identity,
                 "temporal.call.kind": call.kind,
                 ATTR.ACTIVITY_ID: call.activity_id,
-                ATTR.ATTEMPT: call.attempt if call.kind == "activity" else None,
+                ATTR.ATTEMPT: call.attempt if call.kind == NodeKind.ACTIVITY else None,
                 ATTR.ENDPOINT: call.endpoint,
                 ATTR.SERVICE: call.service,
                 ATTR.OPERATION: call.operation,
@@ -603,20 +472,30 @@ def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attributes.items() if value is not None and value != ""}
 
 
+def _caller_attributes(caller: Caller) -> dict[str, Any]:
+    """Who called a run, from history: the SDK's spans never say."""
+    return {
+        ATTR.CALLER_KIND: caller.kind.value,
+        ATTR.CALLER_NAMESPACE: caller.run.namespace,
+        ATTR.CALLER_WORKFLOW_ID: caller.run.workflow_id,
+        ATTR.CALLER_RUN_ID: caller.run.run_id,
+    }
+
+
 def _run_status(status: str, message: str | None) -> Status:
-    if status in ("failed", "timed_out", "canceled", "terminated"):
+    if status in ERROR_STATUSES:
         return Status(StatusCode.ERROR, message or status)
-    return Status(StatusCode.OK if status == "completed" else StatusCode.UNSET)
+    return Status(StatusCode.OK if status == RunStatus.COMPLETED else StatusCode.UNSET)
 
 
 def _call_span_name(call: Call) -> str:
     # The names of the SDK's interceptor, so synthesized and received spans read alike.
-    if call.kind == "activity":
-        return f"StartActivity:{call.name}"
-    if call.kind == "nexus_operation":
-        return f"StartNexusOperation:{call.service}/{call.operation}"
-    if call.kind == "child_workflow":
-        return f"StartChildWorkflow:{call.name}"
-    if call.kind == "signal":
-        return f"SignalExternalWorkflow:{call.name}"
+    if call.kind == NodeKind.ACTIVITY:
+        return SpanName.START_ACTIVITY + call.name
+    if call.kind == NodeKind.NEXUS_OPERATION:
+        return f"{SpanName.START_NEXUS_OPERATION}{call.service}/{call.operation}"
+    if call.kind == NodeKind.CHILD_WORKFLOW:
+        return SpanName.START_CHILD_WORKFLOW + call.name
+    if call.kind == NodeKind.SIGNAL:
+        return SpanName.SIGNAL_EXTERNAL_WORKFLOW + call.name
     return f"{call.kind}:{call.name}"

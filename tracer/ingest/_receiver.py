@@ -1,6 +1,6 @@
 """The OTLP/HTTP trace receiver: ``POST /v1/traces`` into the ``spans`` table.
 
-Implements the OTLP/HTTP contract of DESIGN.md: protobuf and JSON bodies, gzip, partial
+Implements the OTLP/HTTP receiver contract (see README.md): protobuf and JSON bodies, gzip, partial
 success, 400/405/413/415, and 503 with ``Retry-After`` when too many requests are in flight
 or the database is unavailable (the exporters retry those). Decoding and the database
 write run in a worker thread so the event loop keeps answering; spans are inserted with
@@ -10,9 +10,7 @@ write run in a worker thread so the event loop keeps answering; spans are insert
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -23,7 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ._models import Span
+from tracer.store import Store
+
 from ._otlp import (
     BodyTooLargeError,
     DecodedSpans,
@@ -33,9 +32,8 @@ from ._otlp import (
     encode_export_response,
     encode_status,
 )
-from ._store import Store, insert_ignoring_duplicates
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_PENDING", "create_receiver_app", "write_spans"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_PENDING", "create_receiver_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,19 +57,6 @@ _RESOURCE_EXHAUSTED = 8
 _UNIMPLEMENTED = 12
 _INTERNAL = 13
 _UNAVAILABLE = 14
-
-
-def write_spans(store: Store, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert span rows in one transaction and one executemany; duplicates are skipped.
-
-    Args:
-        store: The store to write to.
-        rows: Rows of the ``spans`` table, as :func:`tracer._otlp.request_to_rows` makes them.
-    """
-    if not rows:
-        return
-    with store.session.begin() as session:
-        insert_ignoring_duplicates(session, Span, rows)
 
 
 def _error(status: int, code: int, message: str, encoding: Encoding, **headers: str) -> Response:
@@ -181,7 +166,7 @@ class _Receiver:
             )
             del body  # the raw body is no longer needed while the rows wait for a writer
             await anyio.to_thread.run_sync(
-                write_spans, self.store, decoded.rows, limiter=self.writers
+                self.store.save_spans, decoded.rows, limiter=self.writers
             )
         except BodyTooLargeError as err:
             return _error(413, _RESOURCE_EXHAUSTED, str(err), encoding)

@@ -31,11 +31,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
-from ._export_spans import SpanEnricher
-from ._leases import LeaseKeeper
-from ._models import ExportCursor, ExportRun, Span, WorkflowRun
-from ._process import sleep_unless_stopped
-from ._store import Store, insert_ignoring_duplicates
+from tracer.db import ExportCursor, ExportRun, Span, WorkflowRun, insert_ignoring_duplicates
+from tracer.jobs import LeaseHolder, run_periodically
+from tracer.store import Store
+
+from ._enrich import SpanEnricher
 
 __all__ = [
     "ENDPOINTS_ENV",
@@ -411,7 +411,7 @@ class Exporter:
         store: Store,
         destinations: Sequence[ExportDestination],
         settings: ExportSettings | None = None,
-        leases: LeaseKeeper | None = None,
+        leases: LeaseHolder | None = None,
     ) -> None:
         """Prepare an exporter.
 
@@ -455,45 +455,51 @@ class Exporter:
         backoff = settings.backoff_initial
         stopper = asyncio.create_task(stop.wait())
         logger.info("exporting spans to %s", destination.key)
+
+        async def round_() -> float | None:
+            nonlocal backoff
+            attempt = loop.run_in_executor(pool, worker.run_round)
+            waiting: list[asyncio.Future[Any]] = [attempt, stopper]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if not attempt.done():
+                return None  # stopping: the exporter's shutdown below ends the attempt
+            try:
+                report = attempt.result()
+            except Exception as err:
+                self._failed(worker, err)
+                await loop.run_in_executor(pool, worker.record_error, str(err))
+                wait, backoff = backoff, min(backoff * 2, settings.backoff_max)
+                return wait
+            backoff = settings.backoff_initial
+            if worker.outage_since is not None:
+                logger.info(
+                    "export to %s recovered after %.1fs of failures; delivering the "
+                    "spans kept in the store",
+                    destination.key,
+                    time.monotonic() - worker.outage_since,
+                )
+                worker.outage_since = None
+            if report.total:
+                logger.debug(
+                    "exported %d spans (%d late commits) and %d synthesized spans for "
+                    "%d runs to %s",
+                    report.spans + report.late_spans,
+                    report.late_spans,
+                    report.synthesized_spans,
+                    report.synthesized_runs,
+                    destination.key,
+                )
+            return 0.0 if report.more else None
+
         try:
-            while not stop.is_set():
-                if self.leases is not None and export_lease(destination) not in self.leases.held:
-                    await sleep_unless_stopped(stop, settings.poll_interval)
-                    continue
-                attempt = loop.run_in_executor(pool, worker.run_round)
-                waiting: list[asyncio.Future[Any]] = [attempt, stopper]
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if not attempt.done():
-                    break  # stopping: the exporter's shutdown below ends the attempt
-                try:
-                    report = attempt.result()
-                except Exception as err:
-                    self._failed(worker, err)
-                    await loop.run_in_executor(pool, worker.record_error, str(err))
-                    await sleep_unless_stopped(stop, backoff)
-                    backoff = min(backoff * 2, settings.backoff_max)
-                    continue
-                backoff = settings.backoff_initial
-                if worker.outage_since is not None:
-                    logger.info(
-                        "export to %s recovered after %.1fs of failures; delivering the "
-                        "spans kept in the store",
-                        destination.key,
-                        time.monotonic() - worker.outage_since,
-                    )
-                    worker.outage_since = None
-                if report.total:
-                    logger.debug(
-                        "exported %d spans (%d late commits) and %d synthesized spans for "
-                        "%d runs to %s",
-                        report.spans + report.late_spans,
-                        report.late_spans,
-                        report.synthesized_spans,
-                        report.synthesized_runs,
-                        destination.key,
-                    )
-                if not report.more:
-                    await sleep_unless_stopped(stop, settings.poll_interval)
+            await run_periodically(
+                round_,
+                stop,
+                name=f"export to {destination.key}",
+                interval=settings.poll_interval,
+                lease=export_lease(destination),
+                leases=self.leases,
+            )
         finally:
             stopper.cancel()
             worker.shutdown()

@@ -1,4 +1,5 @@
-"""SQLAlchemy models of the store. The schema itself is owned by the Alembic migrations."""
+"""SQLAlchemy models of the store's tables. The schema itself is owned by the Alembic
+migrations in ``migrations/versions``; a test checks that the two agree."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
-    "STARTING_LINK_KINDS",
     "Base",
     "Call",
     "CollectorInstance",
@@ -35,11 +35,6 @@ __all__ = [
     "UTCDateTime",
     "WorkflowRun",
 ]
-
-
-# Link kinds by which a caller *started* its handler: they make trees (a handler's caller is
-# its parent). Signals and updates reach a workflow that runs in its own tree.
-STARTING_LINK_KINDS = ("nexus", "activity_wrapper", "child")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

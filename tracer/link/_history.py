@@ -10,8 +10,8 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio.api.common.v1 import Link as LinkProto
 from temporalio.api.common.v1 import Payload
@@ -20,152 +20,91 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 
 from interceptors import CALLER_HEADER, decode_caller_header
+from tracer.domain import LinkKind, LinkSource, NodeKind, Status
+from tracer.store import CallFacts, LinkFacts, RunFacts
 
 __all__ = [
-    "CallFacts",
-    "LinkFacts",
-    "RunFacts",
     "decode_operation_token",
+    "describe_failure",
+    "operation_token_json",
     "parse_history",
 ]
-
-
-@dataclass
-class CallFacts:
-    """A call as the caller's history shows it, keyed by its scheduling event id."""
-
-    event_id: int
-    kind: str
-    name: str
-    start_time: datetime
-    status: str = "running"
-    end_time: datetime | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    attempt: int = 1
-    activity_id: str | None = None
-    endpoint: str | None = None
-    service: str | None = None
-    operation: str | None = None
-    request_id: str | None = None
-    operation_token: str | None = None
-    traceparent: str | None = None
-
-
-@dataclass(frozen=True)
-class LinkFacts:
-    """One caller-to-handler edge and the source that recorded it."""
-
-    kind: str
-    source: str
-    caller_namespace: str
-    caller_workflow_id: str
-    caller_run_id: str
-    handler_namespace: str
-    handler_workflow_id: str
-    handler_run_id: str
-    caller_event_id: int = 0
-    caller_request_id: str = ""
-    caller_activity_id: str = ""
-    verified: bool = True
-    # Signal and update edges: the signal or update name, the target's event that recorded
-    # it (0 for edges that start the target), and when the target got it.
-    detail: str = ""
-    target_event_id: int = 0
-    event_time: datetime | None = None
-
-
-@dataclass
-class RunFacts:
-    """Everything one history says about its run."""
-
-    namespace: str
-    workflow_id: str
-    run_id: str
-    workflow_type: str = ""
-    task_queue: str = ""
-    status: str = "running"
-    start_time: datetime = field(default_factory=lambda: datetime.now(UTC))
-    close_time: datetime | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    parent_namespace: str | None = None
-    parent_workflow_id: str | None = None
-    parent_run_id: str | None = None
-    parent_event_id: int | None = None
-    history_length: int = 0
-    calls: list[CallFacts] = field(default_factory=list)
-    links: list[LinkFacts] = field(default_factory=list)
 
 
 _E = EventType
 
 _WORKFLOW_CLOSE = {
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed_out",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "canceled",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "terminated",
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: Status.COMPLETED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: Status.FAILED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: Status.TIMED_OUT,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: Status.CANCELED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: Status.TERMINATED,
     # A continued-as-new run is over; the next run carries on under the same workflow id.
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "completed",
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: Status.COMPLETED,
 }
 
 # Close events of calls: event type -> (attribute field, status).
 _CALL_CLOSE = {
     _E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: (
         "activity_task_completed_event_attributes",
-        "completed",
+        Status.COMPLETED,
     ),
-    _E.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("activity_task_failed_event_attributes", "failed"),
+    _E.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("activity_task_failed_event_attributes", Status.FAILED),
     _E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (
         "activity_task_timed_out_event_attributes",
-        "timed_out",
+        Status.TIMED_OUT,
     ),
-    _E.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("activity_task_canceled_event_attributes", "canceled"),
+    _E.EVENT_TYPE_ACTIVITY_TASK_CANCELED: (
+        "activity_task_canceled_event_attributes",
+        Status.CANCELED,
+    ),
     _E.EVENT_TYPE_NEXUS_OPERATION_COMPLETED: (
         "nexus_operation_completed_event_attributes",
-        "completed",
+        Status.COMPLETED,
     ),
-    _E.EVENT_TYPE_NEXUS_OPERATION_FAILED: ("nexus_operation_failed_event_attributes", "failed"),
+    _E.EVENT_TYPE_NEXUS_OPERATION_FAILED: (
+        "nexus_operation_failed_event_attributes",
+        Status.FAILED,
+    ),
     _E.EVENT_TYPE_NEXUS_OPERATION_TIMED_OUT: (
         "nexus_operation_timed_out_event_attributes",
-        "timed_out",
+        Status.TIMED_OUT,
     ),
     _E.EVENT_TYPE_NEXUS_OPERATION_CANCELED: (
         "nexus_operation_canceled_event_attributes",
-        "canceled",
+        Status.CANCELED,
     ),
     _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
         "child_workflow_execution_completed_event_attributes",
-        "completed",
+        Status.COMPLETED,
     ),
     _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: (
         "child_workflow_execution_failed_event_attributes",
-        "failed",
+        Status.FAILED,
     ),
     _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: (
         "child_workflow_execution_timed_out_event_attributes",
-        "timed_out",
+        Status.TIMED_OUT,
     ),
     _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: (
         "child_workflow_execution_canceled_event_attributes",
-        "canceled",
+        Status.CANCELED,
     ),
     _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: (
         "child_workflow_execution_terminated_event_attributes",
-        "terminated",
+        Status.TERMINATED,
     ),
     _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED: (
         "start_child_workflow_execution_failed_event_attributes",
-        "failed",
+        Status.FAILED,
     ),
     _E.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED: (
         "external_workflow_execution_signaled_event_attributes",
-        "completed",
+        Status.COMPLETED,
     ),
     _E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED: (
         "signal_external_workflow_execution_failed_event_attributes",
-        "failed",
+        Status.FAILED,
     ),
 }
 
@@ -175,7 +114,6 @@ _FAILURE_KINDS = (
     ("canceled_failure_info", "CanceledError"),
     ("terminated_failure_info", "TerminatedError"),
     ("server_failure_info", "ServerError"),
-    ("nexus_handler_failure_info", "NexusHandlerError"),
 )
 
 
@@ -199,10 +137,22 @@ def describe_failure(failure: Failure) -> tuple[str, str]:
         if item.HasField("application_failure_info"):
             return item.application_failure_info.type or "ApplicationError", item.message
     for item in reversed(chain):
+        if item.HasField("nexus_handler_failure_info"):
+            # Named as the interceptors name it, so both classify alike.
+            return f"HandlerError.{item.nexus_handler_failure_info.type}", item.message
         for info, kind in _FAILURE_KINDS:
             if kind and item.HasField(info):  # type: ignore[arg-type]
                 return kind, item.message
     return "Error", failure.message
+
+
+def operation_token_json(token: str) -> dict[str, Any] | None:
+    """The JSON object inside a Nexus operation token (base64url), when it is one."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def decode_operation_token(token: str) -> tuple[str, str] | None:
@@ -211,12 +161,8 @@ def decode_operation_token(token: str) -> tuple[str, str] | None:
     The token is base64url JSON (``{"t":1,"ns":...,"wid":...}``): a fallback when no
     history link names the handler workflow.
     """
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict):
+    data = operation_token_json(token)
+    if data is None:
         return None
     namespace, workflow_id = data.get("ns"), data.get("wid")
     if isinstance(namespace, str) and isinstance(workflow_id, str) and namespace and workflow_id:
@@ -236,8 +182,8 @@ def _callback_links(run: RunFacts, links: Iterable[LinkProto], request_id: str =
         )
         run.links.append(
             LinkFacts(
-                kind="nexus",
-                source="handler_history",
+                kind=LinkKind.NEXUS,
+                source=LinkSource.HANDLER_HISTORY,
                 caller_namespace=caller.namespace,
                 caller_workflow_id=caller.workflow_id,
                 caller_run_id=caller.run_id,
@@ -254,7 +200,7 @@ def _header_link(
     run: RunFacts,
     payload: Payload,
     *,
-    kind: str | None = None,
+    kind: LinkKind | None = None,
     detail: str = "",
     event: HistoryEvent | None = None,
 ) -> None:
@@ -269,8 +215,8 @@ def _header_link(
         return
     run.links.append(
         LinkFacts(
-            kind=kind or caller.kind,
-            source="header",
+            kind=LinkKind(kind or caller.kind),
+            source=LinkSource.HEADER,
             caller_namespace=caller.namespace,
             caller_workflow_id=caller.workflow_id,
             caller_run_id=caller.run_id,
@@ -298,7 +244,9 @@ def parse_history(
     def call_for(scheduled_event_id: int) -> CallFacts | None:
         return calls.get(scheduled_event_id)
 
-    def link_out(call: CallFacts, kind: str, source: str, target: tuple[str, str, str]) -> None:
+    def link_out(
+        call: CallFacts, kind: LinkKind, source: LinkSource, target: tuple[str, str, str]
+    ) -> None:
         """Record an edge from one of this run's calls to ``(namespace, wid, run id)``."""
         run.links.append(
             LinkFacts(
@@ -339,7 +287,7 @@ def parse_history(
                 _header_link(
                     run,
                     signaled.header.fields[CALLER_HEADER],
-                    kind="signal",
+                    kind=LinkKind.SIGNAL,
                     detail=signaled.signal_name,
                     event=event,
                 )
@@ -349,7 +297,7 @@ def parse_history(
                 _header_link(
                     run,
                     update.input.header.fields[CALLER_HEADER],
-                    kind="update",
+                    kind=LinkKind.UPDATE,
                     detail=update.input.name,
                     event=event,
                 )
@@ -367,12 +315,12 @@ def parse_history(
                 run.error_type, run.error_message = "TimeoutError", "workflow execution timed out"
             elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
                 reason = event.workflow_execution_terminated_event_attributes.reason
-                run.error_type, run.error_message = "TerminatedError", reason or "terminated"
+                run.error_type, run.error_message = "TerminatedError", reason or Status.TERMINATED
         elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs_a = event.activity_task_scheduled_event_attributes
             calls[event.event_id] = CallFacts(
                 event_id=event.event_id,
-                kind="activity",
+                kind=NodeKind.ACTIVITY,
                 name=attrs_a.activity_type.name,
                 start_time=_time(event),
                 activity_id=attrs_a.activity_id,
@@ -388,7 +336,7 @@ def parse_history(
             attrs_n = event.nexus_operation_scheduled_event_attributes
             calls[event.event_id] = CallFacts(
                 event_id=event.event_id,
-                kind="nexus_operation",
+                kind=NodeKind.NEXUS_OPERATION,
                 name=f"{attrs_n.endpoint}/{attrs_n.service}/{attrs_n.operation}",
                 start_time=_time(event),
                 endpoint=attrs_n.endpoint,
@@ -409,18 +357,18 @@ def parse_history(
                     continue
                 handler = link.workflow_event
                 target = (handler.namespace, handler.workflow_id, handler.run_id)
-                link_out(call, "nexus", "caller_history", target)
+                link_out(call, LinkKind.NEXUS, LinkSource.CALLER_HISTORY, target)
                 linked = True
             token_target = decode_operation_token(call.operation_token or "")
             if not linked and token_target is not None:
                 # No link in history (older servers): the token still names the workflow;
                 # its run is resolved later from the store.
-                link_out(call, "nexus", "operation_token", (*token_target, ""))
+                link_out(call, LinkKind.NEXUS, LinkSource.OPERATION_TOKEN, (*token_target, ""))
         elif kind == _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             attrs_c = event.start_child_workflow_execution_initiated_event_attributes
             calls[event.event_id] = CallFacts(
                 event_id=event.event_id,
-                kind="child_workflow",
+                kind=NodeKind.CHILD_WORKFLOW,
                 name=attrs_c.workflow_type.name,
                 start_time=_time(event),
             )
@@ -430,12 +378,12 @@ def parse_history(
             if call is not None:
                 child = attrs_cs.workflow_execution
                 target = (attrs_cs.namespace or namespace, child.workflow_id, child.run_id)
-                link_out(call, "child", "caller_history", target)
+                link_out(call, LinkKind.CHILD, LinkSource.CALLER_HISTORY, target)
         elif kind == _E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
             attrs_sig = event.signal_external_workflow_execution_initiated_event_attributes
             calls[event.event_id] = CallFacts(
                 event_id=event.event_id,
-                kind="signal",
+                kind=NodeKind.SIGNAL,
                 name=attrs_sig.signal_name,
                 start_time=_time(event),
             )
@@ -450,14 +398,14 @@ def parse_history(
                 continue
             call.status = status
             call.end_time = _time(event)
-            if status == "completed":
+            if status == Status.COMPLETED:
                 call.error_type = call.error_message = None
             elif attrs_any.HasField("failure") if hasattr(attrs_any, "failure") else False:
                 call.error_type, call.error_message = describe_failure(attrs_any.failure)
-            elif status == "timed_out":
+            elif status == Status.TIMED_OUT:
                 call.error_type, call.error_message = "TimeoutError", "timed out"
-            elif status == "canceled":
-                call.error_type, call.error_message = "CanceledError", "canceled"
+            elif status == Status.CANCELED:
+                call.error_type, call.error_message = "CanceledError", Status.CANCELED
             else:
                 call.error_type, call.error_message = "Error", status
     run.calls = sorted(calls.values(), key=lambda call: call.event_id)

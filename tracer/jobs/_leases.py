@@ -21,15 +21,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from ._models import CollectorInstance, NamespaceLease
-from ._process import sleep_unless_stopped
-from ._store import Store, insert_ignoring_duplicates
+from tracer.db import CollectorInstance, NamespaceLease, insert_ignoring_duplicates
+from tracer.store import Store
 
-__all__ = ["DEFAULT_LEASE_TTL", "LeaseKeeper", "lease_owners"]
+from ._loop import run_periodically
 
-# A killed collector's namespaces wait this long for another one; renewals come 3x as often.
+__all__ = ["DEFAULT_LEASE_TTL", "LeaseKeeper"]
+
 logger = logging.getLogger(__name__)
 
+# A killed collector's namespaces wait this long for another one; renewals come 3x as often.
 DEFAULT_LEASE_TTL = timedelta(seconds=6)
 
 
@@ -50,13 +51,14 @@ class LeaseKeeper:
 
         Renewal runs on its own clock, so a long linker pass never lets a lease lapse.
         """
+
+        async def renew() -> None:
+            self.held = await asyncio.to_thread(self.balance, namespaces)
+
         try:
-            while not stop.is_set():
-                try:
-                    self.held = await asyncio.to_thread(self.balance, namespaces)
-                except Exception:
-                    logger.exception("could not renew namespace leases")
-                await sleep_unless_stopped(stop, self.ttl.total_seconds() / 3)
+            await run_periodically(
+                renew, stop, name="lease renewal", interval=self.ttl.total_seconds() / 3
+            )
         finally:
             await asyncio.to_thread(self.leave)
 
@@ -129,10 +131,6 @@ class LeaseKeeper:
             .values(owner="", expires_at=now)
         )
 
-    def owners(self) -> dict[str, str]:
-        """Namespace -> description of the live collector linking it."""
-        return lease_owners(self.store)
-
     def leave(self) -> None:
         """Give every lease back at once, so another collector takes over without waiting."""
         now = datetime.now(UTC)
@@ -149,15 +147,3 @@ class LeaseKeeper:
                     CollectorInstance.heartbeat_at < now - 100 * self.ttl
                 )
             )
-
-
-def lease_owners(store: Store) -> dict[str, str]:
-    """Namespace -> description (host:pid) of the live collector linking it."""
-    now = datetime.now(UTC)
-    with store.session() as session:
-        rows = session.execute(
-            select(NamespaceLease.namespace, CollectorInstance.description)
-            .join(CollectorInstance, CollectorInstance.id == NamespaceLease.owner)
-            .where(NamespaceLease.expires_at > now)
-        )
-        return {namespace: description for namespace, description in rows}

@@ -1,7 +1,9 @@
 """Retention: delete whole trees that closed before a cutoff, in bounded batches.
 
 A tree goes only when every run in it closed before the cutoff, so a long-running root
-never loses its old children. Each batch is its own transaction, so the linker and the
+never loses its old children. Roots and members are the call graph's
+(:mod:`tracer.query._graph`): a handler whose caller still runs is no root, and a run
+whose caller was never stored is one. Each batch is its own transaction, so the linker and the
 receiver keep writing while old data goes.
 """
 
@@ -13,14 +15,14 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
-from ._leases import LeaseKeeper
-from ._models import STARTING_LINK_KINDS, Call, ExportRun, Link, Span, WorkflowRun
-from ._process import sleep_unless_stopped
-from ._store import Store
-from ._tree import TreeBuilder
+from tracer.db import Call, ExportRun, Link, Span, WorkflowRun
+from tracer.query import CallGraph, root_condition
+from tracer.store import Store
+
+from ._loop import LeaseHolder, run_periodically
 
 __all__ = [
     "RETENTION_LEASE",
@@ -54,17 +56,8 @@ class RetentionReport:
     spans: int = 0
 
 
-def _root_candidates(session: Session, cutoff: datetime, after_id: int) -> list[WorkflowRun]:
-    """Closed runs before ``cutoff`` that no stored run called: the roots of old trees."""
-    caller = aliased(WorkflowRun)
-    has_caller = exists().where(
-        Link.handler_namespace == WorkflowRun.namespace,
-        Link.handler_run_id == WorkflowRun.run_id,
-        Link.kind.in_(STARTING_LINK_KINDS),
-        exists().where(
-            and_(caller.namespace == Link.caller_namespace, caller.run_id == Link.caller_run_id)
-        ),
-    )
+def _old_roots(session: Session, cutoff: datetime, after_id: int) -> list[WorkflowRun]:
+    """Roots (see :func:`tracer.query.root_condition`) that closed before ``cutoff``."""
     return list(
         session.scalars(
             select(WorkflowRun)
@@ -72,8 +65,7 @@ def _root_candidates(session: Session, cutoff: datetime, after_id: int) -> list[
                 WorkflowRun.id > after_id,
                 WorkflowRun.close_time.is_not(None),
                 WorkflowRun.close_time < cutoff,
-                WorkflowRun.parent_run_id.is_(None),
-                ~has_caller,
+                root_condition(),
             )
             .order_by(WorkflowRun.id)
             .limit(BATCH_SIZE)
@@ -87,24 +79,17 @@ def purge_once(store: Store, cutoff: datetime, *, batch_size: int = BATCH_SIZE) 
     after_id = 0
     while True:
         with store.session.begin() as session:
-            roots = _root_candidates(session, cutoff, after_id)
+            roots = _old_roots(session, cutoff, after_id)
             if not roots:
                 break
             after_id = roots[-1].id
+            graph = CallGraph(session)
             doomed: list[WorkflowRun] = []
             for root in roots:
-                tree = TreeBuilder(session).build(root)
-                runs = [node for node in tree.walk() if node.kind == "workflow"]
-                if all(node.end_time is not None and node.end_time < cutoff for node in runs):
+                members = graph.members(root)
+                if all(run.close_time is not None and run.close_time < cutoff for run in members):
                     report.trees += 1
-                    doomed.extend(
-                        run
-                        for run in session.scalars(
-                            select(WorkflowRun).where(
-                                WorkflowRun.run_id.in_({node.run_id for node in runs})
-                            )
-                        )
-                    )
+                    doomed.extend(members)
             _delete_runs(session, doomed)
             report.runs += len(doomed)
     cutoff_nanos = int(cutoff.timestamp() * 1_000_000_000)
@@ -140,28 +125,25 @@ async def run_retention(
     stop: asyncio.Event,
     *,
     interval: float = 600.0,
-    leases: LeaseKeeper | None = None,
+    leases: LeaseHolder | None = None,
 ) -> None:
     """Purge data older than ``keep`` now and then every ``interval`` seconds.
 
     With ``leases``, only the collector holding :data:`RETENTION_LEASE` sweeps.
     """
-    while not stop.is_set():
-        if leases is not None and RETENTION_LEASE not in leases.held:
-            await sleep_unless_stopped(stop, interval)
-            continue
+
+    async def sweep() -> None:
         cutoff = datetime.now(UTC) - keep
-        try:
-            report = await asyncio.to_thread(purge_once, store, cutoff)
-        except Exception:
-            logger.exception("retention pass failed; retrying in %.0fs", interval)
-        else:
-            if report.trees or report.spans:
-                logger.info(
-                    "retention: deleted %d trees (%d runs) and %d spans older than %s",
-                    report.trees,
-                    report.runs,
-                    report.spans,
-                    cutoff.isoformat(timespec="seconds"),
-                )
-        await sleep_unless_stopped(stop, interval)
+        report = await asyncio.to_thread(purge_once, store, cutoff)
+        if report.trees or report.spans:
+            logger.info(
+                "retention: deleted %d trees (%d runs) and %d spans older than %s",
+                report.trees,
+                report.runs,
+                report.spans,
+                cutoff.isoformat(timespec="seconds"),
+            )
+
+    await run_periodically(
+        sweep, stop, name="retention", interval=interval, lease=RETENTION_LEASE, leases=leases
+    )

@@ -1,0 +1,64 @@
+"""The database: table models, engines, migrations and idempotent inserts.
+
+The lowest layer of the collector: it knows tables, not call trees. :mod:`tracer.query`
+reads through it and :mod:`tracer.store` writes through it.
+"""
+
+from ._engine import DEFAULT_DB_URL, alembic_config, create_db_engine, upgrade_database
+from ._models import (
+    Base,
+    Call,
+    CollectorInstance,
+    ExportCursor,
+    ExportRun,
+    Link,
+    NamespaceLease,
+    NamespaceState,
+    NexusEndpointRow,
+    Span,
+    UTCDateTime,
+    WorkflowRun,
+)
+from ._span_json import (
+    AttributeValue,
+    StoredEvent,
+    StoredLink,
+    attribute_map,
+    decode_attributes,
+    decode_events,
+    decode_links,
+    encode_events,
+    encode_links,
+    format_attribute,
+)
+from ._upsert import insert_ignoring_duplicates
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "AttributeValue",
+    "Base",
+    "Call",
+    "CollectorInstance",
+    "ExportCursor",
+    "ExportRun",
+    "Link",
+    "NamespaceLease",
+    "NamespaceState",
+    "NexusEndpointRow",
+    "Span",
+    "StoredEvent",
+    "StoredLink",
+    "UTCDateTime",
+    "WorkflowRun",
+    "alembic_config",
+    "attribute_map",
+    "create_db_engine",
+    "decode_attributes",
+    "decode_events",
+    "decode_links",
+    "encode_events",
+    "encode_links",
+    "format_attribute",
+    "insert_ignoring_duplicates",
+    "upgrade_database",
+]

@@ -1,0 +1,43 @@
+"""Reading call trees from the database: the call-graph rules, trees, search, map, spans.
+
+:mod:`tracer.query._graph` is the one place that decides who called a run, which run
+roots a tree and which runs a tree holds; everything else asks it.
+"""
+
+from ._graph import (
+    MAX_DEPTH,
+    Caller,
+    CallGraph,
+    chunks,
+    link_matches_call,
+    precedence,
+    root_condition,
+)
+from ._map import MapEdge, NamespaceMap, namespace_map
+from ._search import TraceFilter, TracePage, TraceSummary, search_traces, summarize_tree
+from ._spans import SpanInfo, spans_for_tree
+from ._tree import TreeBuilder, TreeNode, build_tree, iso_time
+
+__all__ = [
+    "MAX_DEPTH",
+    "CallGraph",
+    "Caller",
+    "MapEdge",
+    "NamespaceMap",
+    "SpanInfo",
+    "TraceFilter",
+    "TracePage",
+    "TraceSummary",
+    "TreeBuilder",
+    "TreeNode",
+    "build_tree",
+    "chunks",
+    "iso_time",
+    "link_matches_call",
+    "namespace_map",
+    "precedence",
+    "root_condition",
+    "search_traces",
+    "spans_for_tree",
+    "summarize_tree",
+]

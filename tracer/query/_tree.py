@@ -1,0 +1,288 @@
+"""Build the cross-namespace call tree (the JSON contract in README.md) from the store.
+
+Which run hangs under which call is :mod:`tracer.query._graph`'s decision; this module
+turns runs, calls and links into :class:`TreeNode` objects.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tracer._spannames import SpanName
+from tracer.db import Call, Link, NexusEndpointRow, Span, WorkflowRun
+from tracer.domain import STARTING_LINKS, NodeKind, Placement, Status
+
+from ._graph import MAX_DEPTH, Caller, CallGraph, chunks, link_matches_call
+
+__all__ = ["TreeBuilder", "TreeNode", "build_tree", "iso_time"]
+
+
+@dataclass
+class TreeNode:
+    """One node of the call tree; :meth:`to_json` gives the contract's shape."""
+
+    kind: str
+    namespace: str
+    name: str
+    status: str
+    start_time: datetime | None
+    end_time: datetime | None
+    link: str
+    verified: bool = True
+    workflow_id: str | None = None
+    run_id: str | None = None
+    error: dict[str, str] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    children: list[TreeNode] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The node and its subtree as the JSON contract."""
+        return {
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "workflow_id": self.workflow_id,
+            "run_id": self.run_id,
+            "status": self.status,
+            "start_time": iso_time(self.start_time),
+            "end_time": iso_time(self.end_time),
+            "error": self.error,
+            "link": self.link,
+            "verified": self.verified,
+            "details": self.details,
+            "children": [child.to_json() for child in self.children],
+        }
+
+    def walk(self) -> list[TreeNode]:
+        """This node and every descendant, depth first."""
+        nodes = [self]
+        for child in self.children:
+            nodes.extend(child.walk())
+        return nodes
+
+
+def iso_time(value: datetime | None) -> str | None:
+    """The contract's time format: ISO 8601 UTC with milliseconds (``...T06:30:00.123Z``)."""
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _error(error_type: str | None, message: str | None) -> dict[str, str] | None:
+    if error_type is None and message is None:
+        return None
+    return {"type": error_type or "Error", "message": message or ""}
+
+
+class TreeBuilder:
+    """Builds a tree level by level: a handful of queries per depth, not per node."""
+
+    def __init__(self, session: Session, graph: CallGraph | None = None) -> None:
+        self.session = session
+        self.graph = graph or CallGraph(session)
+        rows = session.execute(select(NexusEndpointRow.name, NexusEndpointRow.target_namespace))
+        self.endpoints: dict[str, str] = {name: namespace for name, namespace in rows}
+        self.placed: set[int] = set()
+
+    def build(self, root: WorkflowRun) -> TreeNode:
+        """The tree below ``root`` (which should be a root: see :meth:`CallGraph.root_of`)."""
+        root_node = self.run_node(root, Placement.ROOT, True)
+        level = [(root, root_node)]
+        for _depth in range(MAX_DEPTH):
+            if not level:
+                break
+            level = self.expand(level)
+        return root_node
+
+    def expand(
+        self, level: list[tuple[WorkflowRun, TreeNode]]
+    ) -> list[tuple[WorkflowRun, TreeNode]]:
+        """Attach the calls of every run in ``level``; return the handler runs found below."""
+        runs = [run for run, _ in level]
+        calls: dict[int, list[Call]] = defaultdict(list)
+        for chunk in chunks([run.id for run in runs]):
+            for call in self.session.scalars(
+                select(Call).where(Call.run_pk.in_(chunk)).order_by(Call.event_id)
+            ):
+                calls[call.run_pk].append(call)
+        outgoing = self.graph.outgoing(runs)
+        messages = [
+            link for links in outgoing.values() for link in links if link.kind not in STARTING_LINKS
+        ]
+        targets = self.graph.handlers(messages)
+        children = self.graph.children(runs)
+        handler_spans = self._handler_spans(
+            [call for group in calls.values() for call in group if _is_sync_done(call)]
+        )
+        next_level: list[tuple[WorkflowRun, TreeNode]] = []
+        for run, node in level:
+            run_calls = calls.get(run.id, [])
+            call_nodes = [(call, self.call_node(run, call)) for call in run_calls]
+            node.children.extend(call_node for _, call_node in call_nodes)
+            placed_under: dict[int, list[tuple[WorkflowRun, Caller]]] = defaultdict(list)
+            for handler, caller in children.get(run.id, []):
+                if handler.id in self.placed:
+                    continue
+                self.placed.add(handler.id)
+                index = next(
+                    (i for i, (call, _) in enumerate(call_nodes) if _made_by(caller, call)), -1
+                )
+                placed_under[index].append((handler, caller))
+            for index, found in placed_under.items():
+                # A handler whose call the caller's history does not show hangs off the run.
+                parent = call_nodes[index][1] if index >= 0 else node
+                for handler, caller in sorted(found, key=lambda h: h[0].start_time):
+                    child = self.run_node(handler, Placement(caller.kind), caller.verified)
+                    parent.children.append(child)
+                    next_level.append((handler, child))
+            for index, (call, call_node) in enumerate(call_nodes):
+                sent = {
+                    (m.kind, m.run_id, m.name, m.start_time): m
+                    for link in outgoing.get((run.namespace, run.run_id), [])
+                    if link.kind not in STARTING_LINKS and link_matches_call(link, call)
+                    for m in [self.message_node(link, targets)]
+                }
+                call_node.children.extend(sorted(sent.values(), key=_started))
+                if _is_sync_done(call) and index not in placed_under:
+                    span = handler_spans.get(call.request_id or "")
+                    call_node.children.append(self._sync_handler_node(call, span))
+        return next_level
+
+    def run_node(self, run: WorkflowRun, link: Placement, verified: bool) -> TreeNode:
+        """The node of a workflow run."""
+        self.placed.add(run.id)
+        return TreeNode(
+            kind=NodeKind.WORKFLOW,
+            namespace=run.namespace,
+            name=run.workflow_type,
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+            status=run.status,
+            start_time=run.start_time,
+            end_time=run.close_time,
+            error=_error(run.error_type, run.error_message),
+            link=link,
+            verified=verified,
+            details={"task_queue": run.task_queue, "history_length": run.history_length},
+        )
+
+    def call_node(self, run: WorkflowRun, call: Call) -> TreeNode:
+        """The node of a call a run made."""
+        details: dict[str, Any] = {"event_id": call.event_id, "attempt": call.attempt}
+        for attr in ("activity_id", "endpoint", "service", "operation", "request_id"):
+            if (value := getattr(call, attr)) is not None:
+                details[attr] = value
+        if call.operation_token:
+            details["operation_token"] = call.operation_token
+        return TreeNode(
+            kind=call.kind,
+            namespace=run.namespace,
+            name=call.name,
+            status=call.status,
+            start_time=call.start_time,
+            end_time=call.end_time,
+            error=_error(call.error_type, call.error_message),
+            link=Placement.CALL,
+            details=details,
+        )
+
+    def message_node(
+        self, link: Link, handlers: dict[tuple[str, str], list[WorkflowRun]]
+    ) -> TreeNode:
+        """A signal or update a call sent to a workflow that lives in its own tree."""
+        targets = handlers.get((link.handler_namespace, link.handler_run_id), [])
+        target = targets[0] if targets else None
+        return TreeNode(
+            kind=link.kind,
+            namespace=link.handler_namespace,
+            name=link.detail or link.kind,
+            workflow_id=link.handler_workflow_id,
+            run_id=link.handler_run_id,
+            status=Status.COMPLETED,
+            start_time=link.event_time,
+            end_time=link.event_time,
+            link=Placement.ACTIVITY_WRAPPER if link.caller_activity_id else Placement.CALL,
+            verified=link.verified,
+            details={"workflow_type": target.workflow_type if target else None},
+        )
+
+    def _handler_spans(self, calls: list[Call]) -> dict[str, Span]:
+        """Handler-side spans of sync operations, by the request id they share with the call."""
+        request_ids = sorted({call.request_id for call in calls if call.request_id})
+        found: dict[str, Span] = {}
+        for chunk in chunks(request_ids):
+            for span in self.session.scalars(
+                select(Span).where(
+                    Span.request_id.in_(chunk),
+                    Span.name.startswith(SpanName.NEXUS_START_HANDLER),
+                )
+            ):
+                if span.request_id:
+                    found[span.request_id] = span
+        return found
+
+    def _sync_handler_node(self, call: Call, span: Span | None) -> TreeNode:
+        """The handler side of a sync operation: no history, so the call's outcome, with the
+        handler's own span (joined by request id) for its namespace and timing when we have it.
+        """
+        node = TreeNode(
+            kind=NodeKind.NEXUS_HANDLER,
+            namespace=self.endpoints.get(call.endpoint or "", "unknown"),
+            name=f"{call.service}/{call.operation}",
+            status=call.status,
+            start_time=call.start_time,
+            end_time=call.end_time,
+            error=_error(call.error_type, call.error_message),
+            link=Placement.NEXUS,
+            details={"request_id": call.request_id, "endpoint": call.endpoint},
+        )
+        if span is not None:
+            node.namespace = span.namespace or node.namespace
+            node.start_time = _from_nanos(span.start_time_unix_nano)
+            node.end_time = _from_nanos(span.end_time_unix_nano)
+            node.details.update(trace_id=span.trace_id, span_id=span.span_id)
+        return node
+
+
+def _made_by(caller: Caller, call: Call) -> bool:
+    """Whether the caller record names ``call`` (a parent named at start: by event id)."""
+    if caller.link is not None:
+        return link_matches_call(caller.link, call)
+    return bool(caller.event_id) and caller.event_id == call.event_id
+
+
+def _started(node: TreeNode) -> datetime:
+    return node.start_time or datetime.min.replace(tzinfo=UTC)
+
+
+def _is_sync_done(call: Call) -> bool:
+    """A Nexus call that ended without an operation token: the handler answered inline."""
+    return (
+        call.kind == NodeKind.NEXUS_OPERATION
+        and not call.operation_token
+        and call.status != Status.RUNNING
+    )
+
+
+def _from_nanos(nanos: int) -> datetime:
+    return datetime.fromtimestamp(nanos / 1e9, tz=UTC)
+
+
+def build_tree(
+    session: Session, namespace: str, workflow_id: str, run_id: str | None = None
+) -> TreeNode | None:
+    """The whole tree that contains the given workflow, rooted at its topmost caller.
+
+    Returns ``None`` when the store has no such workflow.
+    """
+    graph = CallGraph(session)
+    run = graph.latest_run(namespace, workflow_id, run_id)
+    if run is None:
+        return None
+    return TreeBuilder(session, graph).build(graph.root_of(run))

@@ -1,0 +1,18 @@
+"""The store: one repository for every write and every read of the collector's data.
+
+The linker writes :class:`RunFacts`, the receiver writes span rows; the UI and API read
+trees, search pages, the namespace map, spans, endpoints and namespace states, all as plain
+values. Nothing above this package opens a database session for those.
+"""
+
+from ._facts import CallFacts, LinkFacts, RunFacts
+from ._store import NamespaceStatus, NexusEndpoint, Store
+
+__all__ = [
+    "CallFacts",
+    "LinkFacts",
+    "NamespaceStatus",
+    "NexusEndpoint",
+    "RunFacts",
+    "Store",
+]
