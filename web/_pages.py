@@ -11,6 +11,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from tracer.domain import NodeKind, Status
+
 from ._access import COOKIE_NAME, viewer_of
 from ._deps import settings_of, store_of
 from ._mapsvg import render_map_svg
@@ -49,29 +51,29 @@ def fmt_time(value: datetime | None) -> str:
 
 
 STATUS_ICONS = {
-    "completed": "✓",
-    "failed": "✕",
-    "timed_out": "◷",
-    "running": "▶",
-    "canceled": "⊘",
-    "terminated": "■",
+    Status.COMPLETED: "✓",
+    Status.FAILED: "✕",
+    Status.TIMED_OUT: "◷",
+    Status.RUNNING: "▶",
+    Status.CANCELED: "⊘",
+    Status.TERMINATED: "■",
 }
 
 KIND_LABELS = {
-    "workflow": "workflow",
-    "activity": "activity",
-    "nexus_operation": "nexus op",
-    "nexus_handler": "handler",
-    "child_workflow": "child",
-    "http_call": "http",
-    "signal": "signal",
-    "update": "update",
+    NodeKind.WORKFLOW: "workflow",
+    NodeKind.ACTIVITY: "activity",
+    NodeKind.NEXUS_OPERATION: "nexus op",
+    NodeKind.NEXUS_HANDLER: "handler",
+    NodeKind.CHILD_WORKFLOW: "child",
+    NodeKind.HTTP_CALL: "http",
+    NodeKind.SIGNAL: "signal",
+    NodeKind.UPDATE: "update",
 }
 
 
 def short_name(kind: str, name: str) -> str:
     """The row label of a node: a Nexus call drops its endpoint (shown in the detail)."""
-    if kind == "nexus_operation" and name.count("/") >= 2:
+    if kind == NodeKind.NEXUS_OPERATION and name.count("/") >= 2:
         return name.split("/", 1)[1]
     return name
 

@@ -45,7 +45,7 @@ def redact(node: TreeNode, viewer: Viewer) -> TreeNode:
 
 @dataclass
 class Check:
-    """One line of a diagnosis: a question from the seed's debugging table and its answer."""
+    """One line of a diagnosis: a question a person debugging a Nexus call asks, answered."""
 
     question: str
     answer: str
@@ -123,7 +123,7 @@ def diagnose(
     endpoints: dict[str, tuple[str, str]],
     ui_link: Callable[[str, str, str], str | None],
 ) -> Diagnosis | None:
-    """Automate the Nexus seed's debugging table for a failed or timed-out call.
+    """Automate the Nexus debugging checklist for a failed or timed-out call.
 
     Args:
         node: A ``nexus_operation`` or activity-wrapper ``activity`` node.

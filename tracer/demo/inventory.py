@@ -1,6 +1,6 @@
 """The ``inventory`` namespace, reached the older way: an HTTP API that starts a workflow.
 
-This is the seed's "activity wrapper": an activity in ``orders`` calls this API, which
+This is the "activity wrapper" pattern: an activity in ``orders`` calls this API, which
 starts ``ReserveStockWorkflow`` in ``inventory`` with its own Temporal client, and either
 waits for the result or answers at once and lets the caller poll.
 """

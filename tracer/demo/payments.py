@@ -90,7 +90,7 @@ class PaymentsServiceHandler:
         self, ctx: nexusrpc.handler.StartOperationContext, payment: Payment
     ) -> Quote:
         """Answer at once: no workflow is started (a sync operation)."""
-        interceptors.require_caller_namespace(ORDERS_NAMESPACE)  # the seed's allowed callers
+        interceptors.require_caller_namespace(ORDERS_NAMESPACE)  # the allowed caller namespaces
         return Quote(
             order_id=payment.order_id,
             amount=payment.amount,
