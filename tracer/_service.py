@@ -21,7 +21,7 @@ from ._process import freeze_startup_heap
 from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 from .export import ExportDestination, Exporter, export_lease
 from .ingest import create_receiver_app
-from .jobs import RETENTION_LEASE, LeaseKeeper, run_retention
+from .jobs import RETENTION_LEASE, LeaseKeeper, run_retention, run_summaries
 from .link import Connections, HistoryLinker, load_connect_configs
 from .store import Store
 
@@ -107,6 +107,7 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     tasks.append(asyncio.create_task(leases.run(lease_names, stop)))
     tasks.append(asyncio.create_task(linker.run(stop)))
+    tasks.append(asyncio.create_task(run_summaries(store, stop)))
     if settings.export_endpoints:
         exporter = Exporter(store, settings.export_endpoints, leases=leases)
         tasks.append(asyncio.create_task(exporter.run(stop)))

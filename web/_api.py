@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from tracer.domain import ExecutionStatus
-from tracer.query import TraceSummary, iso_time
+from tracer.query import TraceSummary, figures_of, iso_time
 
 from ._access import Viewer, viewer_of
 from ._deps import settings_of, store_of
@@ -84,13 +84,45 @@ def workflow_tree(
     if root is None:
         raise HTTPException(status_code=404, detail=missing)
     tree = redact(root, viewer).to_json() if viewer.restricted else root.to_json()
+    figures = figures_of(root)
+    summary = _figures_json(
+        viewer,
+        node_count=figures.node_count,
+        error_count=figures.error_count,
+        first_error=figures.first_error,
+        namespaces=figures.namespaces,
+        caller_duration_s=figures.caller_duration_s(),
+        tree_duration_s=figures.tree_duration_s(),
+    )
     # Already plain JSON: skip FastAPI's per-value encoding of a thousand-node tree.
-    return JSONResponse({"root": tree})
+    return JSONResponse({"root": tree, "summary": summary})
+
+
+def _figures_json(
+    viewer: Viewer,
+    *,
+    node_count: int,
+    error_count: int,
+    first_error: dict[str, str] | None,
+    namespaces: list[str],
+    caller_duration_s: float,
+    tree_duration_s: float,
+) -> dict[str, Any]:
+    """A tree's figures under the same names in search rows and tree answers."""
+    return {
+        "namespaces": namespaces,
+        "node_count": node_count,
+        "error_count": error_count,
+        "first_error": (
+            first_error if first_error and viewer.can_see(first_error["namespace"]) else None
+        ),
+        "caller_duration_ms": round(caller_duration_s * 1000, 1),
+        "tree_duration_ms": round(tree_duration_s * 1000, 1),
+    }
 
 
 def _summary_json(row: TraceSummary, viewer: Viewer) -> dict[str, Any]:
     visible = viewer.can_see(row.namespace)
-    error = row.first_error
     return {
         "namespace": row.namespace,
         "workflow_type": row.workflow_type,
@@ -99,11 +131,15 @@ def _summary_json(row: TraceSummary, viewer: Viewer) -> dict[str, Any]:
         "status": row.status,
         "start_time": iso_time(row.start_time),
         "end_time": iso_time(row.end_time),
-        "duration_ms": None if row.duration_s is None else round(row.duration_s * 1000, 1),
-        "namespaces": row.namespaces,
-        "node_count": row.node_count,
-        "error_count": row.error_count,
-        "first_error": error if error and viewer.can_see(error["namespace"]) else None,
+        **_figures_json(
+            viewer,
+            node_count=row.node_count,
+            error_count=row.error_count,
+            first_error=row.first_error,
+            namespaces=row.namespaces,
+            caller_duration_s=row.caller_duration_s,
+            tree_duration_s=row.tree_duration_s,
+        ),
     }
 
 

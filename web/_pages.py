@@ -110,12 +110,8 @@ def index(request: Request) -> HTMLResponse:
     )
     rows = []
     for row in result.rows:
-        href = None
-        assert row.tree is not None
-        for node in row.tree.walk():
-            if node.workflow_id and viewer.can_see(node.namespace):
-                href = _tree_href(request, node.namespace, node.workflow_id, node.run_id)
-                break
+        entry = store.tree_entry(row.root_pk, viewer.namespaces)
+        href = _tree_href(request, *entry) if entry is not None else None
         rows.append({"row": row, "href": href, "visible": viewer.can_see(row.namespace)})
     context: dict[str, Any] = {
         "result": result,

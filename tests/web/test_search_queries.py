@@ -175,15 +175,18 @@ def test_roots_newest_first_with_summaries(forest: Store) -> None:
     c, a, _ = page.rows
     assert a.namespaces == ["orders", "payments"] and a.node_count == 3 and a.error_count == 0
     assert c.namespaces == ["inventory", "orders"] and c.status == "failed"
-    assert c.error_count == 3 and c.first_error is not None
+    assert c.error_count == 1 and c.first_error is not None  # one origin, failing upwards
     assert c.first_error["namespace"] == "inventory"
-    assert c.duration_s == pytest.approx(0.5, abs=0.01)
+    assert c.caller_duration_s == pytest.approx(0.5, abs=0.01)
 
 
 def test_filters(forest: Store) -> None:
-    assert _ids(forest, workflow_id="stock") == ["order-c"]  # matches a handler: its root
-    assert _ids(forest, workflow_id="audit") == ["order-c"]  # a child: its parent's tree
-    assert _ids(forest, workflow_id="100%_") == []  # LIKE wildcards are literal
+    assert _ids(forest, workflow_id="stock-c") == ["order-c"]  # matches a handler: its root
+    assert _ids(forest, workflow_id="audit-c") == ["order-c"]  # a child: its parent's tree
+    assert _ids(forest, workflow_id="stock") == []  # an id matches whole...
+    assert _ids(forest, workflow_id="stock*") == ["order-c"]  # ... or as a prefix with *
+    assert _ids(forest, workflow_id="order-*") == ["order-c", "order-a"]
+    assert _ids(forest, workflow_id="100%_*") == []  # LIKE wildcards are literal
     assert _ids(forest, namespace="payments") == ["order-a", "settle-f"]
     assert _ids(forest, workflow_type="ReserveStockWorkflow") == ["order-c"]
     assert _ids(forest, status="failed") == ["order-c"]

@@ -1,4 +1,5 @@
-"""The database: table models, engines, migrations and idempotent inserts.
+"""The database: table models, engines and migrations, idempotent inserts, and the stored
+shape of span attributes.
 
 The lowest layer of the collector: it knows tables, not call trees. :mod:`tracer.query`
 reads through it and :mod:`tracer.store` writes through it.
@@ -16,6 +17,8 @@ from ._models import (
     NamespaceState,
     NexusEndpointRow,
     Span,
+    TreeSummary,
+    TreeTerm,
     UTCDateTime,
     WorkflowRun,
 )
@@ -48,6 +51,8 @@ __all__ = [
     "Span",
     "StoredEvent",
     "StoredLink",
+    "TreeSummary",
+    "TreeTerm",
     "UTCDateTime",
     "WorkflowRun",
     "alembic_config",

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -32,6 +34,8 @@ __all__ = [
     "NamespaceState",
     "NexusEndpointRow",
     "Span",
+    "TreeSummary",
+    "TreeTerm",
     "UTCDateTime",
     "WorkflowRun",
 ]
@@ -73,6 +77,12 @@ class WorkflowRun(Base):
         Index("ix_workflow_runs_start_time", "start_time"),
         # The exporter walks runs in the order they were stored (see ExportCursor).
         Index("ix_workflow_runs_updated_at", "updated_at"),
+        # The call graph looks runs up by run id, workflow id or parent alone.
+        Index("ix_workflow_runs_run_id", "run_id"),
+        Index("ix_workflow_runs_workflow_id", "workflow_id"),
+        Index("ix_workflow_runs_parent_run", "parent_run_id"),
+        Index("ix_workflow_runs_root", "root_pk"),
+        Index("ix_workflow_runs_summary_dirty", "summary_dirty"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -94,6 +104,10 @@ class WorkflowRun(Base):
     # How many history events the linker has read: a closed run with this many is final.
     history_length: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The root run of the tree this run belongs to, as last summarized (see TreeSummary),
+    # and whether a write since then may have changed that tree.
+    root_pk: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    summary_dirty: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
 
 
 class Call(Base):
@@ -154,6 +168,10 @@ class Link(Base):
         Index("ix_links_caller", "caller_namespace", "caller_run_id"),
         Index("ix_links_handler", "handler_namespace", "handler_run_id"),
         Index("ix_links_request_id", "caller_request_id"),
+        # The call graph walks links by run id alone, in both directions.
+        Index("ix_links_caller_run", "caller_run_id"),
+        Index("ix_links_handler_run", "handler_run_id"),
+        Index("ix_links_handler_workflow", "handler_workflow_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -233,6 +251,60 @@ class Span(Base):
     events: Mapped[str] = mapped_column(Text, default="[]")
     links: Mapped[str] = mapped_column(Text, default="[]")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TreeSummary(Base):
+    """What search shows of one call tree, kept up to date as its runs are written.
+
+    One row per root run. The figures follow one definition each (see the README):
+    ``error_count`` counts failure origins (failed nodes with no failed child),
+    ``caller_duration_s`` is the root run's duration and the tree's own span runs from
+    ``tree_start`` to ``tree_end``. Running trees have no end; their durations grow until
+    they close and are computed when read.
+    """
+
+    __tablename__ = "tree_summaries"
+    __table_args__ = (
+        Index("ix_tree_summaries_start", "start_time"),
+        Index("ix_tree_summaries_status_start", "status", "start_time"),
+        Index("ix_tree_summaries_caller_duration", "caller_duration_s"),
+    )
+
+    root_pk: Mapped[int] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    namespace: Mapped[str] = mapped_column(String(255))
+    workflow_id: Mapped[str] = mapped_column(String(1000))
+    run_id: Mapped[str] = mapped_column(String(64))
+    workflow_type: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16))
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    caller_duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tree_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    tree_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    namespaces: Mapped[str] = mapped_column(Text, default="")  # sorted, comma-separated
+    node_count: Mapped[int] = mapped_column(Integer, default=1)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The first failure origin, depth first: where a person starts reading.
+    first_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TreeTerm(Base):
+    """A value some run of a tree has (its namespace, workflow type or workflow id), so a
+    search for it finds the tree through an index and counts trees exactly."""
+
+    __tablename__ = "tree_terms"
+    __table_args__ = (Index("ix_tree_terms_value_start", "field", "value", "start_time"),)
+
+    field: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    root_pk: Mapped[int] = mapped_column(
+        ForeignKey("tree_summaries.root_pk", ondelete="CASCADE"), primary_key=True
+    )
+    # The tree's start, copied so a term's trees come newest first from the index alone.
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class CollectorInstance(Base):

@@ -4,6 +4,7 @@
 roots a tree and which runs a tree holds; everything else asks it.
 """
 
+from ._figures import TreeFigures, failure_origins, figures_of
 from ._graph import (
     MAX_DEPTH,
     Caller,
@@ -14,12 +15,13 @@ from ._graph import (
     root_condition,
 )
 from ._map import MapEdge, NamespaceMap, namespace_map
-from ._search import TraceFilter, TracePage, TraceSummary, search_traces, summarize_tree
+from ._search import PREFIX_WILDCARD, TraceFilter, TracePage, TraceSummary, search_traces
 from ._spans import SpanInfo, spans_for_tree
 from ._tree import TreeBuilder, TreeNode, build_tree, iso_time
 
 __all__ = [
     "MAX_DEPTH",
+    "PREFIX_WILDCARD",
     "CallGraph",
     "Caller",
     "MapEdge",
@@ -29,9 +31,12 @@ __all__ = [
     "TracePage",
     "TraceSummary",
     "TreeBuilder",
+    "TreeFigures",
     "TreeNode",
     "build_tree",
     "chunks",
+    "failure_origins",
+    "figures_of",
     "iso_time",
     "link_matches_call",
     "namespace_map",
@@ -39,5 +44,4 @@ __all__ = [
     "root_condition",
     "search_traces",
     "spans_for_tree",
-    "summarize_tree",
 ]

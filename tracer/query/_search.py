@@ -1,52 +1,54 @@
 """Search over call trees: the filters of the search page and ``/api/traces``.
 
-Everything here is SQLAlchemy 2 and runs on SQLite and PostgreSQL alike; the one
-dialect-specific piece (seconds between two timestamps) is chosen per dialect.
+Search reads the tree summaries and terms the store keeps at write time (see
+``tracer.store._summaries``): it never builds a tree, never caps at some number of recent
+runs, and its totals are exact. Every filter is an index range on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, extract, func, literal, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
-from tracer.db import UTCDateTime, WorkflowRun
-from tracer.domain import ERROR_STATUSES
-
-from ._graph import CallGraph, root_condition
-from ._tree import TreeNode, build_tree
+from tracer.db import TreeSummary, TreeTerm
 
 __all__ = [
+    "PREFIX_WILDCARD",
     "TraceFilter",
     "TracePage",
     "TraceSummary",
     "search_traces",
-    "summarize_tree",
 ]
-# The most runs a namespace/type/id filter climbs from to find their trees' roots.
-MAX_MATCHED_RUNS = 5000
+
+PREFIX_WILDCARD = "*"
+"""A ``workflow_id`` filter ending in this matches ids that start with the rest."""
+# Sorts after every character a workflow id holds: the end of a prefix range.
+_PREFIX_END = "\U0010ffff"
 
 
 @dataclass
 class TraceFilter:
     """What the search page and ``GET /api/traces`` filter on.
 
-    ``namespace``, ``workflow_type`` and ``workflow_id`` match any workflow in a tree
-    (``workflow_id`` as a substring); ``status``, the time range and ``min_duration`` apply
-    to the tree's root.
+    ``namespace``, ``workflow_type`` and ``workflow_id`` match any workflow in a tree;
+    ``status``, the time range and ``min_duration`` apply to the tree's root.
 
     Args:
         namespace: A namespace the tree touches.
         workflow_type: Exact workflow type of some workflow in the tree.
-        workflow_id: Substring of some workflow id in the tree.
+        workflow_id: Exact workflow id of some workflow in the tree, or a prefix of one
+            followed by ``*`` (``order-12*``).
         status: Root status (``running``, ``completed``, ``failed``, ...).
         since: Root started at or after this instant.
         until: Root started at or before this instant.
-        min_duration: Root ran at least this many seconds (running roots: until now).
+        min_duration: The caller (the root run) ran at least this many seconds (open
+            roots: until now).
         visible_namespaces: When set, only trees touching one of these namespaces.
         page: 1-based page number.
         page_size: Rows per page.
@@ -66,7 +68,7 @@ class TraceFilter:
 
 @dataclass
 class TraceSummary:
-    """One search result: a tree's root and what the tree contains."""
+    """One search result: a tree's root and the tree's figures (see ``_figures``)."""
 
     root_pk: int
     namespace: str
@@ -76,12 +78,37 @@ class TraceSummary:
     status: str
     start_time: datetime
     end_time: datetime | None
-    duration_s: float | None
+    caller_duration_s: float
+    tree_duration_s: float
     namespaces: list[str]
     node_count: int
     error_count: int
     first_error: dict[str, str] | None
-    tree: TreeNode | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, row: TreeSummary, now: datetime) -> TraceSummary:
+        """A stored summary, its open durations counted until ``now``."""
+        tree_end = row.tree_end or now
+        return cls(
+            root_pk=row.root_pk,
+            namespace=row.namespace,
+            workflow_type=row.workflow_type,
+            workflow_id=row.workflow_id,
+            run_id=row.run_id,
+            status=row.status,
+            start_time=row.start_time,
+            end_time=row.end_time,
+            caller_duration_s=(
+                row.caller_duration_s
+                if row.caller_duration_s is not None
+                else max((now - row.start_time).total_seconds(), 0.0)
+            ),
+            tree_duration_s=max((tree_end - row.tree_start).total_seconds(), 0.0),
+            namespaces=row.namespaces.split(",") if row.namespaces else [],
+            node_count=row.node_count,
+            error_count=row.error_count,
+            first_error=json.loads(row.first_error) if row.first_error else None,
+        )
 
 
 @dataclass
@@ -99,99 +126,80 @@ class TracePage:
         return max(1, math.ceil(self.total / self.page_size))
 
 
-def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
-    if session.get_bind().dialect.name == "sqlite":
-        return (func.julianday(end) - func.julianday(start)) * 86400.0
-    return extract("epoch", end - start)
-
-
-def _matching_roots(
-    session: Session, conditions: list[ColumnElement[bool]], since: datetime | None
-) -> set[int]:
-    query = select(WorkflowRun).where(*conditions)
-    if since is not None:  # a tree's runs all start after its root
-        query = query.where(WorkflowRun.start_time >= since)
-    runs = session.scalars(
-        query.order_by(WorkflowRun.start_time.desc()).limit(MAX_MATCHED_RUNS)
-    ).all()
-    return CallGraph(session).roots_of(runs)
-
-
-def summarize_tree(root_pk: int, tree: TreeNode) -> TraceSummary:
-    """Counts a search row shows for one tree."""
-    nodes = tree.walk()
-    errors = [n for n in nodes if n.status in ERROR_STATUSES]
-    origins = [n for n in errors if not any(c.status in ERROR_STATUSES for c in n.children)]
-    first = origins[0] if origins else None
-    duration = None
-    if tree.start_time is not None:
-        end = tree.end_time or datetime.now(UTC)
-        duration = (end - tree.start_time).total_seconds()
-    assert tree.start_time is not None
-    return TraceSummary(
-        root_pk=root_pk,
-        namespace=tree.namespace,
-        workflow_type=tree.name,
-        workflow_id=tree.workflow_id or "",
-        run_id=tree.run_id or "",
-        status=tree.status,
-        start_time=tree.start_time,
-        end_time=tree.end_time,
-        duration_s=duration,
-        namespaces=sorted({n.namespace for n in nodes}),
-        node_count=len(nodes),
-        error_count=len(errors),
-        first_error=(
-            {"namespace": first.namespace, "name": first.name, **(first.error or {})}
-            if first is not None
-            else None
-        ),
-        tree=tree,
-    )
+def _term(term: Any, field: str, value: str) -> ColumnElement[bool]:
+    """SQL: ``term`` (a ``tree_terms`` alias) is ``field`` = ``value``; for a workflow id
+    ending in ``*``, a prefix range."""
+    if field == "workflow_id" and value.endswith(PREFIX_WILDCARD):
+        prefix = value[: -len(PREFIX_WILDCARD)]
+        return and_(term.field == field, term.value >= prefix, term.value < prefix + _PREFIX_END)
+    return and_(term.field == field, term.value == value)
 
 
 def search_traces(session: Session, criteria: TraceFilter) -> TracePage:
-    """Recent call trees (roots first by start time, newest first) matching ``criteria``."""
-    conditions: list[ColumnElement[bool]] = [root_condition()]
-    if criteria.status:
-        conditions.append(WorkflowRun.status == criteria.status)
-    if criteria.since is not None:
-        conditions.append(WorkflowRun.start_time >= criteria.since)
-    if criteria.until is not None:
-        conditions.append(WorkflowRun.start_time <= criteria.until)
-    if criteria.min_duration is not None:
-        now = literal(datetime.now(UTC), UTCDateTime())
-        end = func.coalesce(WorkflowRun.close_time, now)
-        seconds = _seconds_between(session, WorkflowRun.start_time, end)
-        conditions.append(seconds >= criteria.min_duration)
-    tree_conditions: list[ColumnElement[bool]] = []
-    if criteria.namespace:
-        tree_conditions.append(WorkflowRun.namespace == criteria.namespace)
-    if criteria.workflow_type:
-        tree_conditions.append(WorkflowRun.workflow_type == criteria.workflow_type)
-    if criteria.workflow_id:
-        tree_conditions.append(
-            WorkflowRun.workflow_id.contains(criteria.workflow_id, autoescape=True)
+    """Call trees matching ``criteria``, newest root first, with the exact total."""
+    now = datetime.now(UTC)
+    summary = TreeSummary
+    terms = [
+        (field, value)
+        for field, value in (
+            ("workflow_id", criteria.workflow_id),
+            ("workflow_type", criteria.workflow_type),
+            ("namespace", criteria.namespace),
         )
-    if tree_conditions:
-        pks = _matching_roots(session, tree_conditions, criteria.since)
-        conditions.append(WorkflowRun.id.in_(sorted(pks)) if pks else literal(False))
+        if value
+    ]
+    conditions: list[ColumnElement[bool]] = []
+    query = select(summary)
+    count = select(func.count()).select_from(summary)
+    # The most selective term drives the query through its index, newest first.
+    start: Any = summary.start_time
+    if terms:
+        drive = aliased(TreeTerm)
+        on = and_(drive.root_pk == summary.root_pk, _term(drive, *terms[0]))
+        query = query.join(drive, on)
+        count = count.join(drive, on)
+        start = drive.start_time
+    for field, value in terms[1:]:
+        other = aliased(TreeTerm)
+        conditions.append(
+            exists().where(other.root_pk == summary.root_pk, _term(other, field, value))
+        )
     if criteria.visible_namespaces is not None:
-        visible = sorted(criteria.visible_namespaces)
-        pks = _matching_roots(session, [WorkflowRun.namespace.in_(visible)], criteria.since)
-        conditions.append(WorkflowRun.id.in_(sorted(pks)) if pks else literal(False))
-    total = session.scalar(select(func.count()).select_from(WorkflowRun).where(*conditions)) or 0
+        seen = aliased(TreeTerm)
+        conditions.append(
+            exists().where(
+                seen.root_pk == summary.root_pk,
+                seen.field == "namespace",
+                seen.value.in_(sorted(criteria.visible_namespaces)),
+            )
+        )
+    if criteria.status:
+        conditions.append(summary.status == criteria.status)
+    if criteria.since is not None:
+        conditions.append(start >= criteria.since)
+    if criteria.until is not None:
+        conditions.append(start <= criteria.until)
+    if criteria.min_duration is not None:
+        conditions.append(
+            or_(
+                summary.caller_duration_s >= criteria.min_duration,
+                and_(
+                    summary.end_time.is_(None),
+                    summary.start_time <= now - timedelta(seconds=criteria.min_duration),
+                ),
+            )
+        )
+    total = session.scalar(count.where(*conditions)) or 0
     page = max(1, criteria.page)
-    runs = session.scalars(
-        select(WorkflowRun)
-        .where(*conditions)
-        .order_by(WorkflowRun.start_time.desc(), WorkflowRun.id.desc())
+    rows = session.scalars(
+        query.where(*conditions)
+        .order_by(start.desc(), summary.root_pk.desc())
         .offset((page - 1) * criteria.page_size)
         .limit(criteria.page_size)
     ).all()
-    rows: list[TraceSummary] = []
-    for run in runs:
-        tree = build_tree(session, run.namespace, run.workflow_id, run.run_id)
-        if tree is not None:
-            rows.append(summarize_tree(run.id, tree))
-    return TracePage(rows=rows, total=total, page=page, page_size=criteria.page_size)
+    return TracePage(
+        rows=[TraceSummary.of(row, now) for row in rows],
+        total=total,
+        page=page,
+        page_size=criteria.page_size,
+    )

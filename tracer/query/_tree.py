@@ -7,6 +7,7 @@ turns runs, calls and links into :class:`TreeNode` objects.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -89,16 +90,26 @@ class TreeBuilder:
         rows = session.execute(select(NexusEndpointRow.name, NexusEndpointRow.target_namespace))
         self.endpoints: dict[str, str] = {name: namespace for name, namespace in rows}
         self.placed: set[int] = set()
+        # Run primary key -> primary key of the root of the tree it was placed in.
+        self.tree_of: dict[int, int] = {}
 
     def build(self, root: WorkflowRun) -> TreeNode:
         """The tree below ``root`` (which should be a root: see :meth:`CallGraph.root_of`)."""
-        root_node = self.run_node(root, Placement.ROOT, True)
-        level = [(root, root_node)]
+        return self.build_many([root])[0]
+
+    def build_many(self, roots: Sequence[WorkflowRun]) -> list[TreeNode]:
+        """The trees below several roots, built together: the queries of one level serve
+        every tree. :attr:`tree_of` then maps each placed run to its root."""
+        level = []
+        for root in roots:
+            self.tree_of[root.id] = root.id
+            level.append((root, self.run_node(root, Placement.ROOT, True)))
+        nodes = [node for _, node in level]
         for _depth in range(MAX_DEPTH):
             if not level:
                 break
             level = self.expand(level)
-        return root_node
+        return nodes
 
     def expand(
         self, level: list[tuple[WorkflowRun, TreeNode]]
@@ -130,6 +141,7 @@ class TreeBuilder:
                 if handler.id in self.placed:
                     continue
                 self.placed.add(handler.id)
+                self.tree_of[handler.id] = self.tree_of[run.id]
                 index = next(
                     (i for i, (call, _) in enumerate(call_nodes) if _made_by(caller, call)), -1
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from tracer.db import (
     Call,
@@ -35,6 +36,7 @@ from tracer.query import (
 )
 
 from ._facts import RunFacts
+from ._summaries import refresh_summaries
 
 __all__ = ["NamespaceStatus", "NexusEndpoint", "Store"]
 
@@ -87,6 +89,8 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.session = sessionmaker(engine, expire_on_commit=False)
+        # One summarizer per process at a time; across processes, SKIP LOCKED shares.
+        self._summarizing = threading.Lock()
 
     def ping(self) -> None:
         """Raise unless the database answers a query."""
@@ -111,9 +115,44 @@ class Store:
             return tree, spans_for_tree(session, tree)
 
     def search(self, criteria: TraceFilter) -> TracePage:
-        """A page of call trees matching ``criteria``."""
+        """A page of call trees matching ``criteria``, from summaries that include every
+        write made before the call."""
+        self.refresh_summaries()
         with self.session() as session:
             return search_traces(session, criteria)
+
+    def refresh_summaries(self, *, max_runs: int | None = None) -> int:
+        """Bring tree summaries up to date with every run written so far; return how many
+        dirty runs were summarized. ``max_runs`` bounds the work of one call."""
+        done = 0
+        with self._summarizing:
+            while max_runs is None or done < max_runs:
+                with self.session.begin() as session:
+                    taken = refresh_summaries(session)
+                done += taken
+                if taken == 0:
+                    break
+        return done
+
+    def tree_entry(
+        self, root_pk: int, visible: frozenset[str] | None = None
+    ) -> tuple[str, str, str] | None:
+        """``(namespace, workflow_id, run_id)`` of a run to open a search row's tree at:
+        its root, or for a viewer who cannot see the root's namespace, the first run of
+        the tree in a namespace it sees (``None`` when there is none)."""
+        with self.session() as session:
+            query = select(WorkflowRun.namespace, WorkflowRun.workflow_id, WorkflowRun.run_id)
+            root = session.execute(query.where(WorkflowRun.id == root_pk)).first()
+            if root is not None and (visible is None or root[0] in visible):
+                return (root[0], root[1], root[2])
+            if visible is None:
+                return None
+            member = session.execute(
+                query.where(WorkflowRun.root_pk == root_pk, WorkflowRun.namespace.in_(visible))
+                .order_by(WorkflowRun.start_time)
+                .limit(1)
+            ).first()
+            return (member[0], member[1], member[2]) if member is not None else None
 
     def namespace_map(
         self, since: datetime | None = None, until: datetime | None = None
@@ -150,63 +189,21 @@ class Store:
 
     def save_run(self, facts: RunFacts) -> None:
         """Store one run's facts: the run and its calls are upserted, links only added."""
+        self.save_runs([facts])
+
+    def save_runs(self, runs: Sequence[RunFacts]) -> None:
+        """Store several runs' facts in one transaction (see :meth:`save_run`)."""
         try:
-            self._save_run(facts)
+            self._save_runs(runs)
         except IntegrityError:
             # Two readers of the same run raced to insert it; the second one now updates.
-            self._save_run(facts)
+            self._save_runs(runs)
 
-    def _save_run(self, facts: RunFacts) -> None:
+    def _save_runs(self, runs: Sequence[RunFacts]) -> None:
         now = _now()
-        run_values = {
-            "namespace": facts.namespace,
-            "workflow_id": facts.workflow_id,
-            "run_id": facts.run_id,
-            "workflow_type": facts.workflow_type,
-            "task_queue": facts.task_queue,
-            "status": facts.status,
-            "start_time": facts.start_time,
-            "close_time": facts.close_time,
-            "error_type": facts.error_type,
-            "error_message": facts.error_message,
-            "parent_namespace": facts.parent_namespace,
-            "parent_workflow_id": facts.parent_workflow_id,
-            "parent_run_id": facts.parent_run_id,
-            "parent_event_id": facts.parent_event_id,
-            "history_length": facts.history_length,
-            "updated_at": now,
-        }
         with self.session.begin() as session:
-            run = session.scalars(
-                select(WorkflowRun).where(
-                    WorkflowRun.namespace == facts.namespace, WorkflowRun.run_id == facts.run_id
-                )
-            ).one_or_none()
-            if run is None:
-                run = WorkflowRun(**run_values)
-                session.add(run)
-                session.flush()
-            elif facts.history_length >= run.history_length:
-                for key, value in run_values.items():
-                    setattr(run, key, value)
-            else:
-                # An older read of the history than the one stored: keep what we have.
-                return
-            existing = {
-                call.event_id: call
-                for call in session.scalars(select(Call).where(Call.run_pk == run.id))
-            }
-            for call_facts in facts.calls:
-                values = asdict(call_facts)
-                call = existing.get(call_facts.event_id)
-                if call is None:
-                    session.add(Call(run_pk=run.id, **values))
-                else:
-                    for key, value in values.items():
-                        setattr(call, key, value)
-            insert_ignoring_duplicates(
-                session, Link, [{**asdict(link), "created_at": now} for link in facts.links]
-            )
+            for facts in runs:
+                _save_in(session, facts, now)
 
     def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """``run_id -> (status, history_length)`` for those of ``run_ids`` that are stored."""
@@ -297,3 +294,55 @@ class Store:
                 NamespaceState,
                 [{"namespace": ns, "status": "starting", "runs_linked": 0} for ns in namespaces],
             )
+
+
+def _save_in(session: Session, facts: RunFacts, now: datetime) -> None:
+    """Upsert one run and its calls and add its links, inside ``session``'s transaction."""
+    run_values = {
+        "namespace": facts.namespace,
+        "workflow_id": facts.workflow_id,
+        "run_id": facts.run_id,
+        "workflow_type": facts.workflow_type,
+        "task_queue": facts.task_queue,
+        "status": facts.status,
+        "start_time": facts.start_time,
+        "close_time": facts.close_time,
+        "error_type": facts.error_type,
+        "error_message": facts.error_message,
+        "parent_namespace": facts.parent_namespace,
+        "parent_workflow_id": facts.parent_workflow_id,
+        "parent_run_id": facts.parent_run_id,
+        "parent_event_id": facts.parent_event_id,
+        "history_length": facts.history_length,
+        "updated_at": now,
+        "summary_dirty": True,
+    }
+    run = session.scalars(
+        select(WorkflowRun).where(
+            WorkflowRun.namespace == facts.namespace, WorkflowRun.run_id == facts.run_id
+        )
+    ).one_or_none()
+    if run is None:
+        run = WorkflowRun(**run_values)
+        session.add(run)
+        session.flush()
+    elif facts.history_length >= run.history_length:
+        for key, value in run_values.items():
+            setattr(run, key, value)
+    else:
+        # An older read of the history than the one stored: keep what we have.
+        return
+    existing = {
+        call.event_id: call for call in session.scalars(select(Call).where(Call.run_pk == run.id))
+    }
+    for call_facts in facts.calls:
+        values = asdict(call_facts)
+        call = existing.get(call_facts.event_id)
+        if call is None:
+            session.add(Call(run_pk=run.id, **values))
+        else:
+            for key, value in values.items():
+                setattr(call, key, value)
+    insert_ignoring_duplicates(
+        session, Link, [{**asdict(link), "created_at": now} for link in facts.links]
+    )
