@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -261,8 +262,13 @@ def _print_ready(
         url = f"{collector.ui_url}/workflows/{ORDERS_NAMESPACE}/{outcome.order_id}"
         detail = f" ({outcome.detail})" if outcome.detail else ""
         lines.append(f"  {outcome.status:<9} {url}{detail}")
+    # The UI's front page is the empty `default` namespace: link each sample namespace.
+    for index, namespace in enumerate(NAMESPACES):
+        label = "Temporal UI:" if index == 0 else ""
+        lines.append(
+            f"  {label:<15} {server.ui_address}/namespaces/{quote(namespace, safe='')}/workflows"
+        )
     lines += [
-        f"  Temporal UI:    {server.ui_address}",
         f"  OTLP receiver:  {collector.otlp_url}/v1/traces",
         "Press Ctrl-C to stop.",
     ]
