@@ -129,6 +129,7 @@ WORKER = textwrap.dedent(
     """A worker in the base install: the interceptors on a real server, one workflow."""
 
     import asyncio
+    import os
     import sys
     import uuid
     from datetime import timedelta
@@ -185,6 +186,10 @@ WORKER = textwrap.dedent(
 
     if __name__ == "__main__":  # the workflow sandbox re-imports this module
         asyncio.run(main(sys.argv[1], sys.argv[2]))
+        # The SDK's core threads can abort the interpreter's finalization in a short-lived
+        # process (temporalio/sdk-python issue 300): leave without it once all is checked.
+        sys.stdout.flush()
+        os._exit(0)
     '''
 )
 
