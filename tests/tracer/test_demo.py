@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import os
 import re
 import signal
 import socket
@@ -10,10 +12,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
+from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import func, select
 
+from tests.conftest import skip_or_fail
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS
 from tracer.collector import ServeSettings, run_collector
 from tracer.db import Span
 from tracer.demo._model import NAMESPACES
@@ -22,11 +29,79 @@ from tracer.devserver import DevServer, free_port
 
 def _port_is_free(port: int) -> bool:
     with socket.socket() as sock:
+        # Nothing listening, as the demo checks its ports: a connection the receiver closed
+        # (an idle exporter's, after its keep-alive) may linger in TIME_WAIT on the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
         return True
+
+
+def _temporal_ui_api(url: str) -> dict[str, Any]:
+    """GET from the Temporal UI's API, which answers 503 until it reaches the server."""
+    for _ in range(50):
+        response = httpx.get(url, timeout=10)
+        if response.status_code != 503:
+            break
+        time.sleep(0.2)
+    assert response.status_code == 200, (url, response.text)
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _check_temporal_ui_links(ui: str, output: str, order_urls: list[str], page: str) -> None:
+    """The printed links open the namespaces holding the demo's workflows (not the UI's
+    empty ``default``), and each tree node's link names a run Temporal has, in its own
+    namespace, on the run's history page."""
+    listed = re.findall(
+        rf"^ +(?:Temporal UI:)? +{re.escape(ui)}/namespaces/(\S+)/workflows$", output, re.M
+    )
+    assert listed == list(NAMESPACES), output
+    order_ids = {url.rsplit("/", 1)[1] for url in order_urls}
+    for namespace in listed:
+        assert httpx.get(f"{ui}/namespaces/{namespace}/workflows", timeout=10).status_code == 200
+        executions = _temporal_ui_api(f"{ui}/api/v1/namespaces/{namespace}/workflows")
+        ids = {e["execution"]["workflowId"] for e in executions.get("executions", [])}
+        assert ids, f"the demo left no workflow in {namespace}"
+        if namespace == "orders":
+            assert order_ids <= ids
+    links = {html.unescape(h) for h in re.findall(r'class="temporal-ui" href="([^"]+)"', page)}
+    assert {urlsplit(link).path.split("/")[2] for link in links} == set(NAMESPACES)
+    for link in links:
+        match = re.fullmatch(
+            rf"{re.escape(ui)}/namespaces/([^/]+)/workflows/([^/]+)/([^/]+)/history", link
+        )
+        assert match, link
+        namespace, workflow_id, run_id = (unquote(part) for part in match.groups())
+        described = _temporal_ui_api(
+            f"{ui}/api/v1/namespaces/{quote(namespace, safe='')}/workflows/"
+            f"{quote(workflow_id, safe='')}?execution.runId={quote(run_id, safe='')}"
+        )
+        assert described["workflowExecutionInfo"]["execution"] == {
+            "workflowId": workflow_id,
+            "runId": run_id,
+        }
+        if namespace == "payments":
+            _open_history_in_a_browser(link, workflow_id, run_id)
+
+
+def _open_history_in_a_browser(link: str, workflow_id: str, run_id: str) -> None:
+    """The Temporal Web UI shows that run's event history at the link."""
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(f"{CHROMIUM} is not installed (Debian package chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(link)
+            main = page.locator("main")
+            expect(main.get_by_text(run_id, exact=True).first).to_be_visible(timeout=30_000)
+            expect(main.get_by_text(workflow_id, exact=True).first).to_be_visible()
+            expect(main.get_by_text("Workflow Execution Started").first).to_be_attached()
+        finally:
+            browser.close()
 
 
 def test_demo_serves_the_order_trees_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -80,7 +155,8 @@ def test_demo_serves_the_order_trees_and_ctrl_c_stops_everything(tmp_path: Path)
         page = httpx.get(order_urls["ok"][1], timeout=10)
         assert page.status_code == 200
         assert "ProcessPaymentWorkflow" in page.text and 'data-namespace="payments"' in page.text
-        assert f"http://127.0.0.1:{ports['temporal-ui-port']}" in output
+        ui = f"http://127.0.0.1:{ports['temporal-ui-port']}"
+        _check_temporal_ui_links(ui, output, [url for _, url in order_urls.values()], page.text)
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=30)

@@ -11,8 +11,9 @@ import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -21,10 +22,12 @@ from interceptors import LINK_KEY_ENV, TracingInterceptor
 
 from .._ports import ensure_port_free
 from .._process import run_until_signalled
-from .._service import Collector, ServeSettings, run_collector
 from ..devserver import DevServer, wait_for_server
-from ._fleet import OrderOutcome, run_orders, run_sample_fleet, sample_orders
 from ._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE
+
+if TYPE_CHECKING:  # the collector extra's modules load with the demo, not with the CLI
+    from .._service import Collector
+    from ._fleet import OrderOutcome
 
 __all__ = ["add_demo_arguments", "run_demo"]
 
@@ -119,6 +122,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> None:
+    from .._service import ServeSettings, run_collector
+    from ._fleet import run_orders, run_sample_fleet, sample_orders
+
     # The sample fails some calls on purpose; the SDK would log each with a traceback.
     logging.getLogger("temporalio").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -179,6 +185,8 @@ async def _demo(args: argparse.Namespace) -> None:
 
 def _tracer_provider(otlp_endpoint: str | None) -> TracerProvider:
     """Spans of the sample's workers, batched to an OTLP/HTTP endpoint (the collector)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
     provider = TracerProvider(resource=Resource.create({"service.name": "demo-fleet"}))
     exporter = OTLPSpanExporter(endpoint=otlp_endpoint)  # None: OTEL_* variables decide
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
@@ -187,6 +195,8 @@ def _tracer_provider(otlp_endpoint: str | None) -> TracerProvider:
 
 async def _sample_fleet_only(args: argparse.Namespace) -> None:
     """The sample's workers and orders against an existing Temporal server and collector."""
+    from ._fleet import run_orders, run_sample_fleet, sample_orders
+
     logging.getLogger("temporalio").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     print(f"Waiting for Temporal at {args.temporal_address} ...", flush=True)
@@ -250,8 +260,13 @@ def _print_ready(
         url = f"{collector.ui_url}/workflows/{ORDERS_NAMESPACE}/{outcome.order_id}"
         detail = f" ({outcome.detail})" if outcome.detail else ""
         lines.append(f"  {outcome.status:<9} {url}{detail}")
+    # The UI's front page is the empty `default` namespace: link each sample namespace.
+    for index, namespace in enumerate(NAMESPACES):
+        label = "Temporal UI:" if index == 0 else ""
+        lines.append(
+            f"  {label:<15} {server.ui_address}/namespaces/{quote(namespace, safe='')}/workflows"
+        )
     lines += [
-        f"  Temporal UI:    {server.ui_address}",
         f"  OTLP receiver:  {collector.otlp_url}/v1/traces",
         "Press Ctrl-C to stop.",
     ]
