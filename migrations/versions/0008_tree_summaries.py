@@ -1,4 +1,4 @@
-"""tree summaries and terms for search at any size; indexes the call graph walks by
+"""tree summaries, terms and edges for search and the map at any size; graph indexes
 
 Revision ID: 0008
 Revises: 0007
@@ -73,9 +73,34 @@ def upgrade() -> None:
         sa.Column("start_time", sa.DateTime(), nullable=False),
     )
     op.create_index("ix_tree_terms_value_start", "tree_terms", ["field", "value", "start_time"])
+    op.create_table(
+        "tree_edges",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column(
+            "root_pk",
+            sa.Integer(),
+            sa.ForeignKey("tree_summaries.root_pk", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("start_time", sa.DateTime(), nullable=False),
+        sa.Column("caller", sa.String(255), nullable=False),
+        sa.Column("callee", sa.String(255), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("failed", sa.Boolean(), nullable=False),
+        sa.Column("latency_bucket", sa.Integer(), nullable=True),
+    )
+    op.create_index(
+        "ix_tree_edges_map",
+        "tree_edges",
+        ["start_time", "caller", "callee", "kind", "failed", "latency_bucket"],
+    )
+    op.create_index("ix_tree_edges_root", "tree_edges", ["root_pk"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tree_edges_root", table_name="tree_edges")
+    op.drop_index("ix_tree_edges_map", table_name="tree_edges")
+    op.drop_table("tree_edges")
     op.drop_index("ix_tree_terms_value_start", table_name="tree_terms")
     op.drop_table("tree_terms")
     for name in (

@@ -34,6 +34,7 @@ __all__ = [
     "NamespaceState",
     "NexusEndpointRow",
     "Span",
+    "TreeEdge",
     "TreeSummary",
     "TreeTerm",
     "UTCDateTime",
@@ -305,6 +306,36 @@ class TreeTerm(Base):
     )
     # The tree's start, copied so a term's trees come newest first from the index alone.
     start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TreeEdge(Base):
+    """One call from one namespace into another inside a summarized tree: what the
+    namespace map adds up, by an index range on time."""
+
+    __tablename__ = "tree_edges"
+    __table_args__ = (
+        # Covers the map's query: it never reads the table itself.
+        Index(
+            "ix_tree_edges_map",
+            "start_time",
+            "caller",
+            "callee",
+            "kind",
+            "failed",
+            "latency_bucket",
+        ),
+        Index("ix_tree_edges_root", "root_pk"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    root_pk: Mapped[int] = mapped_column(ForeignKey("tree_summaries.root_pk", ondelete="CASCADE"))
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    caller: Mapped[str] = mapped_column(String(255))
+    callee: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    failed: Mapped[bool] = mapped_column(Boolean)
+    # Latency on a log scale (see tracer.query._map.latency_bucket); null while running.
+    latency_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class CollectorInstance(Base):

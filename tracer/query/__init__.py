@@ -14,7 +14,15 @@ from ._graph import (
     precedence,
     root_condition,
 )
-from ._map import MapEdge, NamespaceMap, namespace_map
+from ._map import (
+    EdgeSample,
+    MapEdge,
+    NamespaceMap,
+    bucket_latency,
+    cross_namespace_calls,
+    latency_bucket,
+    namespace_map,
+)
 from ._search import PREFIX_WILDCARD, TraceFilter, TracePage, TraceSummary, search_traces
 from ._spans import SpanInfo, spans_for_tree
 from ._tree import TreeBuilder, TreeNode, build_tree, iso_time
@@ -24,6 +32,7 @@ __all__ = [
     "PREFIX_WILDCARD",
     "CallGraph",
     "Caller",
+    "EdgeSample",
     "MapEdge",
     "NamespaceMap",
     "SpanInfo",
@@ -33,11 +42,14 @@ __all__ = [
     "TreeBuilder",
     "TreeFigures",
     "TreeNode",
+    "bucket_latency",
     "build_tree",
     "chunks",
+    "cross_namespace_calls",
     "failure_origins",
     "figures_of",
     "iso_time",
+    "latency_bucket",
     "link_matches_call",
     "namespace_map",
     "precedence",

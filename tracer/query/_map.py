@@ -1,4 +1,8 @@
-"""The namespace map: which namespaces call which, how often, how well."""
+"""The namespace map: which namespaces call which, how often, how well.
+
+What counts as a cross-namespace call is :func:`cross_namespace_calls`, applied to each
+tree when it is summarized; the map adds the stored calls up.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from tracer.db import Call, Link, NexusEndpointRow, WorkflowRun
-from tracer.domain import ERROR_STATUSES, LinkKind, NodeKind
+from tracer.db import TreeEdge
+from tracer.domain import ERROR_STATUSES, LinkKind, NodeKind, Placement
 
-__all__ = ["MapEdge", "NamespaceMap", "namespace_map"]
+from ._tree import TreeNode
+
+__all__ = [
+    "EdgeSample",
+    "MapEdge",
+    "NamespaceMap",
+    "bucket_latency",
+    "cross_namespace_calls",
+    "latency_bucket",
+    "namespace_map",
+]
 
 
 @dataclass
@@ -57,11 +71,82 @@ class NamespaceMap:
     until: datetime | None
 
 
-def _p95(values: list[float]) -> float | None:
-    if not values:
+# Latencies are kept on a log scale with this many steps per doubling (about 9 % apart),
+# so the map adds them up in the database and reads its p95 off a histogram.
+_STEPS_PER_DOUBLING = 8
+
+
+def latency_bucket(milliseconds: float) -> int:
+    """The log-scale bucket of a latency (0 for anything under a millisecond)."""
+    if milliseconds < 1:
+        return 0
+    return max(0, round(math.log2(milliseconds) * _STEPS_PER_DOUBLING))
+
+
+def bucket_latency(bucket: int) -> float:
+    """The latency a bucket stands for, in milliseconds."""
+    return float(2 ** (bucket / _STEPS_PER_DOUBLING))
+
+
+@dataclass(frozen=True)
+class EdgeSample:
+    """One call from one namespace into another, as a tree shows it."""
+
+    start_time: datetime
+    caller: str
+    callee: str
+    kind: LinkKind
+    failed: bool
+    latency_ms: float | None
+
+
+def cross_namespace_calls(root: TreeNode, endpoints: dict[str, str]) -> list[EdgeSample]:
+    """Every call in the tree that crosses namespaces: Nexus operations (to their
+    handler's namespace, else their endpoint's) and activity wrappers (to the workflow
+    they started, timed by that workflow)."""
+    samples: list[EdgeSample] = []
+    for node in root.walk():
+        if node.kind == NodeKind.NEXUS_OPERATION and node.start_time is not None:
+            handlers = [
+                child.namespace
+                for child in node.children
+                if child.kind in (NodeKind.WORKFLOW, NodeKind.NEXUS_HANDLER)
+            ]
+            endpoint = str(node.details.get("endpoint") or "")
+            callee = handlers[0] if handlers else endpoints.get(endpoint, f"? {endpoint}")
+            samples.append(_sample(node, node.namespace, callee, LinkKind.NEXUS))
+        elif node.kind == NodeKind.ACTIVITY:
+            samples.extend(
+                _sample(child, node.namespace, child.namespace, LinkKind.ACTIVITY_WRAPPER)
+                for child in node.children
+                if child.link == Placement.ACTIVITY_WRAPPER and child.start_time is not None
+            )
+    return [sample for sample in samples if sample.caller != sample.callee]
+
+
+def _sample(timed: TreeNode, caller: str, callee: str, kind: LinkKind) -> EdgeSample:
+    assert timed.start_time is not None
+    latency = (
+        (timed.end_time - timed.start_time).total_seconds() * 1000
+        if timed.end_time is not None
+        else None
+    )
+    return EdgeSample(
+        timed.start_time, caller, callee, kind, timed.status in ERROR_STATUSES, latency
+    )
+
+
+def _p95(histogram: dict[int, int]) -> float | None:
+    total = sum(histogram.values())
+    if not total:
         return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    rank = max(1, math.ceil(0.95 * total))
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            return bucket_latency(bucket)
+    return None  # pragma: no cover - the loop always reaches the rank
 
 
 def namespace_map(
@@ -70,75 +155,47 @@ def namespace_map(
     until: datetime | None = None,
     namespaces: Iterable[str] = (),
 ) -> NamespaceMap:
-    """Which namespaces call which between ``since`` and ``until`` (by call start time).
-
-    Nexus calls come from the callers' histories (the endpoint names the target
-    namespace); activity-wrapper calls come from the links to the workflows they started.
-    ``namespaces`` adds nodes that made or received no call in the window.
+    """Which namespaces call which between ``since`` and ``until`` (by call start time),
+    added up in the database from the calls the tree summaries recorded (p95 latencies
+    to within a bucket, about 9 %). ``namespaces`` adds nodes that made or received no
+    call in the window.
     """
-    samples: dict[tuple[str, str], list[tuple[str, str, float | None]]] = defaultdict(list)
-    endpoints = dict(
-        session.execute(select(NexusEndpointRow.name, NexusEndpointRow.target_namespace)).all()
-    )
-    nexus = (
-        select(WorkflowRun.namespace, Call.endpoint, Call.status, Call.start_time, Call.end_time)
-        .join(WorkflowRun, WorkflowRun.id == Call.run_pk)
-        .where(Call.kind == NodeKind.NEXUS_OPERATION)
-    )
+    edge = TreeEdge
+    query = select(
+        edge.caller,
+        edge.callee,
+        edge.kind,
+        edge.failed,
+        edge.latency_bucket,
+        func.count(),
+    ).group_by(edge.caller, edge.callee, edge.kind, edge.failed, edge.latency_bucket)
     if since is not None:
-        nexus = nexus.where(Call.start_time >= since)
+        query = query.where(edge.start_time >= since)
     if until is not None:
-        nexus = nexus.where(Call.start_time <= until)
-    for caller, endpoint, status, start, end in session.execute(nexus):
-        callee = endpoints.get(endpoint or "", f"? {endpoint}")
-        latency = (end - start).total_seconds() * 1000 if end is not None else None
-        samples[(caller, callee)].append((LinkKind.NEXUS, status, latency))
-    handler = aliased(WorkflowRun)
-    wrapper = (
-        select(
-            Link.caller_namespace,
-            Link.caller_run_id,
-            Link.caller_activity_id,
-            handler.namespace,
-            handler.run_id,
-            handler.status,
-            handler.start_time,
-            handler.close_time,
-        )
-        .join(
-            handler,
-            and_(
-                handler.namespace == Link.handler_namespace,
-                handler.run_id == Link.handler_run_id,
-            ),
-        )
-        .where(Link.kind == LinkKind.ACTIVITY_WRAPPER)
-    )
-    if since is not None:
-        wrapper = wrapper.where(handler.start_time >= since)
-    if until is not None:
-        wrapper = wrapper.where(handler.start_time <= until)
-    seen: set[tuple[str, ...]] = set()
-    for c_ns, c_run, c_act, h_ns, h_run, status, start, end in session.execute(wrapper):
-        key = (c_ns, c_run, c_act, h_ns, h_run)
-        if key in seen:
-            continue
-        seen.add(key)
-        latency = (end - start).total_seconds() * 1000 if end is not None else None
-        samples[(c_ns, h_ns)].append((LinkKind.ACTIVITY_WRAPPER, status, latency))
+        query = query.where(edge.start_time <= until)
+    calls: dict[tuple[str, str], int] = defaultdict(int)
+    errors: dict[tuple[str, str], int] = defaultdict(int)
+    kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
+    histograms: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
+    for caller, callee, kind, failed, bucket, count in session.execute(query):
+        key = (caller, callee)
+        calls[key] += count
+        errors[key] += count if failed else 0
+        kinds[key].add(kind)
+        if bucket is not None:
+            histograms[key][bucket] = histograms[key].get(bucket, 0) + count
     edges = [
         MapEdge(
             caller=caller,
             callee=callee,
-            kinds=sorted({kind for kind, _, _ in rows}),
-            calls=len(rows),
-            errors=sum(1 for _, status, _ in rows if status in ERROR_STATUSES),
-            p95_ms=_p95([latency for _, _, latency in rows if latency is not None]),
+            kinds=sorted(kinds[(caller, callee)]),
+            calls=total,
+            errors=errors[(caller, callee)],
+            p95_ms=_p95(histograms[(caller, callee)]),
         )
-        for (caller, callee), rows in sorted(samples.items())
-        if caller != callee
+        for (caller, callee), total in sorted(calls.items())
     ]
     names = set(namespaces)
-    for edge in edges:
-        names.update((edge.caller, edge.callee))
+    for found in edges:
+        names.update((found.caller, found.callee))
     return NamespaceMap(sorted(names), edges, since, until)

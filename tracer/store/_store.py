@@ -158,6 +158,7 @@ class Store:
         self, since: datetime | None = None, until: datetime | None = None
     ) -> NamespaceMap:
         """Calls between namespaces in the window, with every linked namespace as a node."""
+        self.refresh_summaries()
         with self.session() as session:
             names = session.scalars(select(NamespaceState.namespace)).all()
             return namespace_map(session, since=since, until=until, namespaces=names)

@@ -17,9 +17,16 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from tracer.db import TreeSummary, TreeTerm, WorkflowRun, insert_ignoring_duplicates
+from tracer.db import TreeEdge, TreeSummary, TreeTerm, WorkflowRun, insert_ignoring_duplicates
 from tracer.domain import NodeKind
-from tracer.query import CallGraph, TreeBuilder, chunks, figures_of
+from tracer.query import (
+    CallGraph,
+    TreeBuilder,
+    chunks,
+    cross_namespace_calls,
+    figures_of,
+    latency_bucket,
+)
 
 __all__ = ["SUMMARY_BATCH", "TERM_FIELDS", "refresh_summaries"]
 
@@ -82,6 +89,7 @@ def _runs(session: Session, pks: Iterable[int]) -> list[WorkflowRun]:
 def _delete_summaries(session: Session, root_pks: Sequence[int]) -> None:
     for chunk in chunks(sorted(root_pks)):
         session.execute(delete(TreeTerm).where(TreeTerm.root_pk.in_(chunk)))
+        session.execute(delete(TreeEdge).where(TreeEdge.root_pk.in_(chunk)))
         session.execute(delete(TreeSummary).where(TreeSummary.root_pk.in_(chunk)))
 
 
@@ -113,6 +121,7 @@ def _summarize(session: Session, graph: CallGraph, roots: Sequence[WorkflowRun])
     now = datetime.now(UTC)
     summaries: list[dict[str, Any]] = []
     terms: list[dict[str, Any]] = []
+    edges: list[dict[str, Any]] = []
     for root, tree in zip(roots, trees, strict=True):
         figures = figures_of(tree)
         summaries.append(
@@ -145,6 +154,22 @@ def _summarize(session: Session, graph: CallGraph, roots: Sequence[WorkflowRun])
             {"field": field, "value": value, "root_pk": root.id, "start_time": root.start_time}
             for field, value in sorted(values)
         )
+        edges.extend(
+            {
+                "root_pk": root.id,
+                "start_time": sample.start_time,
+                "caller": sample.caller,
+                "callee": sample.callee,
+                "kind": sample.kind.value,
+                "failed": sample.failed,
+                "latency_bucket": (
+                    latency_bucket(sample.latency_ms) if sample.latency_ms is not None else None
+                ),
+            }
+            for sample in cross_namespace_calls(tree, builder.endpoints)
+        )
     session.execute(insert(TreeSummary), summaries)
     insert_ignoring_duplicates(session, TreeTerm, terms)
+    if edges:
+        session.execute(insert(TreeEdge), edges)
     return previous - root_pks
