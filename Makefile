@@ -44,6 +44,7 @@ test: lint typecheck pytest
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/tree_api.py
+	$(BIN)/python bench/search.py
 	$(BIN)/python bench/ui_large_tree.py
 	$(BIN)/python bench/interceptor_overhead.py
 	$(BIN)/python bench/soak.py
