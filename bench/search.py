@@ -7,6 +7,7 @@ each answer (the rows and the exact total) against that truth.
 
     python bench/search.py                              # 1,000,000 runs, SQLite
     python bench/search.py --trees 20000                # a quicker look
+    python bench/search.py --postgres                   # a throwaway local PostgreSQL
     python bench/search.py --postgres-url postgresql+psycopg://user@host/db
 
 Each tree has 5 runs: a root that calls a handler over Nexus (which starts a child), a
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +31,9 @@ from typing import Any
 import httpx
 import uvicorn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests._postgres import postgres_bindir, temporary_postgres
 from tracer._process import freeze_startup_heap
 from tracer.db import create_db_engine, upgrade_database
 from tracer.devserver import free_port
@@ -322,10 +328,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trees", type=int, default=200_000, help="trees of 5 runs each")
     parser.add_argument("--postgres-url", help="measure on this PostgreSQL database")
+    parser.add_argument(
+        "--postgres", action="store_true", help="measure on a throwaway local PostgreSQL"
+    )
     parser.add_argument("--repeats", type=int, default=20, help="requests per filter")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(tempfile.TemporaryDirectory())
         url = args.postgres_url or f"sqlite:///{Path(folder) / 'search.db'}"
+        if args.postgres:
+            bindir = postgres_bindir()
+            if bindir is None:
+                parser.error("PostgreSQL is not installed (apt-get install postgresql)")
+            url = stack.enter_context(temporary_postgres(bindir))
         engine = create_db_engine(url)
         upgrade_database(engine)
         store = Store(engine)
