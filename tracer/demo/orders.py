@@ -57,9 +57,17 @@ class OrderActivities:
     async def reserve_stock(self, request: StockRequest) -> str:
         """Ask the inventory API to reserve stock and wait for its answer."""
         async with self._http() as http:
-            response = await http.post(
-                "/reservations", json={"order_id": request.order_id, "items": request.items}
+            posting = asyncio.create_task(
+                http.post(
+                    "/reservations", json={"order_id": request.order_id, "items": request.items}
+                )
             )
+            # The API answers when the reservation is done: heartbeat meanwhile, so a slow
+            # reservation is not mistaken for a dead worker.
+            while not posting.done():
+                activity.heartbeat()
+                await asyncio.wait({posting}, timeout=POLL_INTERVAL_SECONDS)
+            response = posting.result()
             response.raise_for_status()
             return str(response.json()["reservation_id"])
 

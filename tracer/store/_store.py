@@ -30,6 +30,7 @@ from tracer.query import (
     TracePage,
     TreeNode,
     build_tree,
+    chunks,
     namespace_map,
     search_traces,
     spans_for_tree,
@@ -203,8 +204,7 @@ class Store:
     def _save_runs(self, runs: Sequence[RunFacts]) -> None:
         now = _now()
         with self.session.begin() as session:
-            for facts in runs:
-                _save_in(session, facts, now)
+            _save_all(session, runs, now)
 
     def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """``run_id -> (status, history_length)`` for those of ``run_ids`` that are stored."""
@@ -297,9 +297,8 @@ class Store:
             )
 
 
-def _save_in(session: Session, facts: RunFacts, now: datetime) -> None:
-    """Upsert one run and its calls and add its links, inside ``session``'s transaction."""
-    run_values = {
+def _run_values(facts: RunFacts, now: datetime) -> dict[str, Any]:
+    return {
         "namespace": facts.namespace,
         "workflow_id": facts.workflow_id,
         "run_id": facts.run_id,
@@ -318,32 +317,42 @@ def _save_in(session: Session, facts: RunFacts, now: datetime) -> None:
         "updated_at": now,
         "summary_dirty": True,
     }
-    run = session.scalars(
-        select(WorkflowRun).where(
-            WorkflowRun.namespace == facts.namespace, WorkflowRun.run_id == facts.run_id
-        )
-    ).one_or_none()
-    if run is None:
-        run = WorkflowRun(**run_values)
-        session.add(run)
-        session.flush()
-    elif facts.history_length >= run.history_length:
-        for key, value in run_values.items():
-            setattr(run, key, value)
-    else:
-        # An older read of the history than the one stored: keep what we have.
-        return
-    existing = {
-        call.event_id: call for call in session.scalars(select(Call).where(Call.run_pk == run.id))
-    }
-    for call_facts in facts.calls:
-        values = asdict(call_facts)
-        call = existing.get(call_facts.event_id)
-        if call is None:
-            session.add(Call(run_pk=run.id, **values))
-        else:
+
+
+def _save_all(session: Session, runs: Sequence[RunFacts], now: datetime) -> None:
+    """Upsert runs and their calls and add their links, inside ``session``'s transaction,
+    with a handful of queries for the whole batch."""
+    stored: dict[tuple[str, str], WorkflowRun] = {}
+    for run_ids in chunks(sorted({facts.run_id for facts in runs})):
+        for found in session.scalars(select(WorkflowRun).where(WorkflowRun.run_id.in_(run_ids))):
+            stored[(found.namespace, found.run_id)] = found
+    kept: list[tuple[RunFacts, WorkflowRun]] = []
+    for facts in runs:
+        run = stored.get((facts.namespace, facts.run_id))
+        values = _run_values(facts, now)
+        if run is None:
+            run = stored[(facts.namespace, facts.run_id)] = WorkflowRun(**values)
+            session.add(run)
+        elif facts.history_length >= run.history_length:
             for key, value in values.items():
-                setattr(call, key, value)
-    insert_ignoring_duplicates(
-        session, Link, [{**asdict(link), "created_at": now} for link in facts.links]
-    )
+                setattr(run, key, value)
+        else:
+            continue  # an older read of the history than the one stored: keep ours
+        kept.append((facts, run))
+    session.flush()
+    existing: dict[tuple[int, int], Call] = {}
+    for pks in chunks(sorted({run.id for _, run in kept})):
+        for stored_call in session.scalars(select(Call).where(Call.run_pk.in_(pks))):
+            existing[(stored_call.run_pk, stored_call.event_id)] = stored_call
+    links: list[dict[str, Any]] = []
+    for facts, run in kept:
+        for call_facts in facts.calls:
+            values = asdict(call_facts)
+            call = existing.get((run.id, call_facts.event_id))
+            if call is None:
+                session.add(Call(run_pk=run.id, **values))
+            else:
+                for key, value in values.items():
+                    setattr(call, key, value)
+        links.extend({**asdict(link), "created_at": now} for link in facts.links)
+    insert_ignoring_duplicates(session, Link, links)
