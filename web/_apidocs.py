@@ -60,11 +60,14 @@ def add_api_docs(app: FastAPI) -> None:
             headers={"Cache-Control": "public, max-age=86400"},
         )
 
+    def urls(request: Request) -> tuple[str, str, str]:
+        """The app's root path, the assets' URL and the spec's URL, escaped for HTML."""
+        root = request.scope.get("root_path", "")
+        return escape(root), escape(root + ASSETS_PATH), escape(root + str(app.openapi_url))
+
     @router.get("/docs", response_class=HTMLResponse)
     def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        assets = escape(root + ASSETS_PATH)
-        spec = escape(root + str(app.openapi_url))
+        root, assets, spec = urls(request)
         # The init script reads the spec URL from the page: no inline script to allow.
         return _page(
             f"{app.title} - Swagger UI",
@@ -72,14 +75,12 @@ def add_api_docs(app: FastAPI) -> None:
             f'<link rel="icon" href="{assets}/favicon.png">\n',
             f'<div id="swagger-ui" data-openapi-url="{spec}"></div>\n'
             f'<script src="{assets}/swagger-ui-bundle.js"></script>\n'
-            f'<script src="{escape(root)}/static/swagger-init.js"></script>\n',
+            f'<script src="{root}/static/swagger-init.js"></script>\n',
         )
 
     @router.get("/redoc", response_class=HTMLResponse)
     def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        assets = escape(root + ASSETS_PATH)
-        spec = escape(root + str(app.openapi_url))
+        _, assets, spec = urls(request)
         return _page(
             f"{app.title} - ReDoc",
             f'<link rel="icon" href="{assets}/favicon.png">\n',

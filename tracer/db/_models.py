@@ -68,7 +68,19 @@ class Base(DeclarativeBase):
     """Declarative base of every table."""
 
 
-class WorkflowRun(Base):
+class RunIdentity:
+    """The columns that name a run and say where it stands: a run's own, and copied onto
+    its tree's summary so search filters and sorts without a join."""
+
+    namespace: Mapped[str] = mapped_column(String(255))
+    workflow_id: Mapped[str] = mapped_column(String(1000))
+    run_id: Mapped[str] = mapped_column(String(64))
+    workflow_type: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16))
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WorkflowRun(RunIdentity, Base):
     """One workflow execution (a run), as its history shows it."""
 
     __tablename__ = "workflow_runs"
@@ -87,13 +99,7 @@ class WorkflowRun(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    namespace: Mapped[str] = mapped_column(String(255))
-    workflow_id: Mapped[str] = mapped_column(String(1000))
-    run_id: Mapped[str] = mapped_column(String(64))
-    workflow_type: Mapped[str] = mapped_column(String(1000))
     task_queue: Mapped[str] = mapped_column(String(1000), default="")
-    status: Mapped[str] = mapped_column(String(16))
-    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
     close_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     error_type: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -254,7 +260,7 @@ class Span(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class TreeSummary(Base):
+class TreeSummary(RunIdentity, Base):
     """What search shows of one call tree, kept up to date as its runs are written.
 
     One row per root run. The figures follow one definition each (see the README):
@@ -274,12 +280,6 @@ class TreeSummary(Base):
     root_pk: Mapped[int] = mapped_column(
         ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True
     )
-    namespace: Mapped[str] = mapped_column(String(255))
-    workflow_id: Mapped[str] = mapped_column(String(1000))
-    run_id: Mapped[str] = mapped_column(String(64))
-    workflow_type: Mapped[str] = mapped_column(String(1000))
-    status: Mapped[str] = mapped_column(String(16))
-    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     caller_duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     tree_start: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -423,17 +423,15 @@ class SpanEnricher:
         if run.error_type:
             run_attributes[ATTR.ERROR_TYPE] = run.error_type
         spans = [
-            ReadableSpan(
+            _synthesized(
                 SpanName.RUN_WORKFLOW + run.workflow_type,
-                context=_context(trace_id, run_span_id),
-                parent=_context(trace_id, parent_id) if parent_id else None,
-                resource=resource,
-                attributes=_clean(run_attributes),
-                kind=SpanKind.SERVER,
-                status=_run_status(run.status, run.error_message),
-                start_time=_nanos(run.start_time),
-                end_time=max(_nanos(end), _nanos(run.start_time)),
-                instrumentation_scope=_SYNTH_SCOPE,
+                _context(trace_id, run_span_id),
+                _context(trace_id, parent_id) if parent_id else None,
+                resource,
+                run_attributes,
+                SpanKind.SERVER,
+                _run_status(run.status, run.error_message),
+                (run.start_time, end),
             )
         ]
         for call in self._calls(run):
@@ -452,20 +450,44 @@ class SpanEnricher:
                 ATTR.ERROR_TYPE: call.error_type,
             }
             spans.append(
-                ReadableSpan(
+                _synthesized(
                     _call_span_name(call),
-                    context=_context(trace_id, self._call_span_id(run, call, trace_id)),
-                    parent=_context(trace_id, run_span_id),
-                    resource=resource,
-                    attributes=_clean(attributes),
-                    kind=SpanKind.CLIENT,
-                    status=_run_status(call.status, call.error_message),
-                    start_time=_nanos(call.start_time),
-                    end_time=max(_nanos(call_end), _nanos(call.start_time)),
-                    instrumentation_scope=_SYNTH_SCOPE,
+                    _context(trace_id, self._call_span_id(run, call, trace_id)),
+                    _context(trace_id, run_span_id),
+                    resource,
+                    attributes,
+                    SpanKind.CLIENT,
+                    _run_status(call.status, call.error_message),
+                    (call.start_time, call_end),
                 )
             )
         return spans
+
+
+def _synthesized(
+    name: str,
+    context: SpanContext,
+    parent: SpanContext | None,
+    resource: Resource,
+    attributes: Mapping[str, Any],
+    kind: SpanKind,
+    status: Status,
+    times: tuple[datetime, datetime],
+) -> ReadableSpan:
+    """A span made from history; an end before its start (clock skew) becomes the start."""
+    start, end = _nanos(times[0]), _nanos(times[1])
+    return ReadableSpan(
+        name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=_clean(attributes),
+        kind=kind,
+        status=status,
+        start_time=start,
+        end_time=max(start, end),
+        instrumentation_scope=_SYNTH_SCOPE,
+    )
 
 
 def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:

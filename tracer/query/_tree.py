@@ -169,20 +169,21 @@ class TreeBuilder:
     def run_node(self, run: WorkflowRun, link: Placement, verified: bool) -> TreeNode:
         """The node of a workflow run."""
         self.placed.add(run.id)
-        return TreeNode(
-            kind=NodeKind.WORKFLOW,
-            namespace=run.namespace,
-            name=run.workflow_type,
+        node = TreeNode(
+            NodeKind.WORKFLOW,
+            run.namespace,
+            run.workflow_type,
+            run.status,
+            run.start_time,
+            run.close_time,
+            link,
+            verified,
             workflow_id=run.workflow_id,
             run_id=run.run_id,
-            status=run.status,
-            start_time=run.start_time,
-            end_time=run.close_time,
-            error=_error(run.error_type, run.error_message),
-            link=link,
-            verified=verified,
-            details={"task_queue": run.task_queue, "history_length": run.history_length},
         )
+        node.error = _error(run.error_type, run.error_message)
+        node.details = {"task_queue": run.task_queue, "history_length": run.history_length}
+        return node
 
     def call_node(self, run: WorkflowRun, call: Call) -> TreeNode:
         """The node of a call a run made."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,14 +69,7 @@ class NamespaceStatus:
     @classmethod
     def of(cls, row: NamespaceState) -> NamespaceStatus:
         """The row as a plain value."""
-        return cls(
-            namespace=row.namespace,
-            status=row.status,
-            last_error=row.last_error,
-            close_cursor=row.close_cursor,
-            last_poll_at=row.last_poll_at,
-            runs_linked=row.runs_linked or 0,
-        )
+        return cls(**{field.name: getattr(row, field.name) for field in fields(cls)})
 
 
 class Store:
