@@ -12,7 +12,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
-from interceptors import LINK_KEY_ENV
+from interceptors import CALLER_HEADER, LINK_KEY_ENV, CallerInfo, encode_caller_header
 from tests.fixtures.recorded import LINK_KEY, Recorded, fixture_names, load_history, strip_links
 from tracer.domain import STARTING_LINKS, LinkKind, LinkSource, NodeKind, Status
 from tracer.link import decode_operation_token, operation_token_json
@@ -321,6 +321,30 @@ def test_a_header_signed_with_another_key_is_not_trusted(monkeypatch: pytest.Mon
     monkeypatch.setenv(LINK_KEY_ENV, "another-deployments-key")
     [link] = load_history("wrapper_signed_handler").parse().links
     assert link.verified is False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="a caller header of kind 'child_workflow' (which CallerInfo accepts and any "
+    "client can write) is not a LinkKind, and parse_history raises on the whole history",
+)
+def test_a_header_of_a_kind_no_link_has_does_not_break_the_history() -> None:
+    recorded = load_history("wrapper_signed_handler")
+    events = [HistoryEvent() for _ in recorded.events]
+    for copy, event in zip(events, recorded.events, strict=True):
+        copy.CopyFrom(event)
+    [link] = recorded.parse().links
+    claim = CallerInfo(
+        kind="child_workflow",
+        namespace=link.caller_namespace,
+        workflow_id=link.caller_workflow_id,
+        run_id=link.caller_run_id,
+    )
+    header = events[0].workflow_execution_started_event_attributes.header
+    header.fields[CALLER_HEADER].CopyFrom(encode_caller_header(claim))
+    run = recorded.parse(events)
+    assert (run.status, [call.name for call in run.calls]) == (Status.COMPLETED, ["pick_items"])
 
 
 # --- messages sent through a wrapper ----------------------------------------------------
