@@ -7,6 +7,7 @@ fails the test instead of skipping it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
@@ -218,19 +219,26 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test."""
+@contextlib.contextmanager
+def _new_postgres_database(server_url: str) -> Iterator[str]:
+    """Create an empty database on the server, yield its URL, drop it afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    with _new_postgres_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -246,6 +254,34 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def store(db_url: str) -> Iterator[Store]:
     """A migrated, empty store on each database the collector supports."""
     engine = create_db_engine(db_url)
+    upgrade_database(engine)
+    try:
+        yield Store(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One database shared by a module's tests, on SQLite and on a real PostgreSQL.
+
+    For modules that start a server over the store once (see :func:`module_store`).
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('module-db') / 'tracer.db'}"
+        return
+    server: str = request.getfixturevalue("postgres_server")
+    with _new_postgres_database(server) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_store(module_db_url: str) -> Iterator[Store]:
+    """A migrated store shared by one module's tests, on each database the collector
+    supports; each test keeps to ids of its own (a trace id, a workflow id)."""
+    engine = create_db_engine(module_db_url)
     upgrade_database(engine)
     try:
         yield Store(engine)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -234,27 +235,25 @@ def _header_link(
     )
 
 
-def parse_history(
-    namespace: str, workflow_id: str, run_id: str, events: Iterable[HistoryEvent]
-) -> RunFacts:
-    """Read a run's events (in order) into :class:`RunFacts`."""
-    run = RunFacts(namespace=namespace, workflow_id=workflow_id, run_id=run_id)
-    calls: dict[int, CallFacts] = {}
+@dataclass
+class _ParseState:
+    """What the event handlers share while one history is read."""
 
-    def call_for(scheduled_event_id: int) -> CallFacts | None:
-        return calls.get(scheduled_event_id)
+    run: RunFacts
+    # Calls by the id of the event that scheduled (or initiated) them.
+    calls: dict[int, CallFacts] = field(default_factory=dict)
 
     def link_out(
-        call: CallFacts, kind: LinkKind, source: LinkSource, target: tuple[str, str, str]
+        self, call: CallFacts, kind: LinkKind, source: LinkSource, target: tuple[str, str, str]
     ) -> None:
         """Record an edge from one of this run's calls to ``(namespace, wid, run id)``."""
-        run.links.append(
+        self.run.links.append(
             LinkFacts(
                 kind=kind,
                 source=source,
-                caller_namespace=namespace,
-                caller_workflow_id=workflow_id,
-                caller_run_id=run_id,
+                caller_namespace=self.run.namespace,
+                caller_workflow_id=self.run.workflow_id,
+                caller_run_id=self.run.run_id,
                 caller_event_id=call.event_id,
                 caller_request_id=call.request_id or "",
                 handler_namespace=target[0],
@@ -263,150 +262,217 @@ def parse_history(
             )
         )
 
+
+def _on_workflow_started(state: _ParseState, event: HistoryEvent) -> None:
+    """The run itself: type, queue, start, parent, and the callers its start names."""
+    run = state.run
+    attrs = event.workflow_execution_started_event_attributes
+    run.workflow_type = attrs.workflow_type.name
+    run.task_queue = attrs.task_queue.name
+    run.start_time = _time(event)
+    if attrs.HasField("parent_workflow_execution"):
+        run.parent_namespace = attrs.parent_workflow_namespace or run.namespace
+        run.parent_workflow_id = attrs.parent_workflow_execution.workflow_id
+        run.parent_run_id = attrs.parent_workflow_execution.run_id
+        run.parent_event_id = attrs.parent_initiated_event_id
+    for callback in attrs.completion_callbacks:
+        _callback_links(run, callback.links)
+    _callback_links(run, event.links)
+    if CALLER_HEADER in attrs.header.fields:
+        _header_link(run, attrs.header.fields[CALLER_HEADER])
+
+
+def _on_message(state: _ParseState, event: HistoryEvent) -> None:
+    """Signals and updates a caller sent through a client, and callers that attached."""
+    run = state.run
+    if event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+        signaled = event.workflow_execution_signaled_event_attributes
+        if CALLER_HEADER in signaled.header.fields:
+            _header_link(
+                run,
+                signaled.header.fields[CALLER_HEADER],
+                kind=LinkKind.SIGNAL,
+                detail=signaled.signal_name,
+                event=event,
+            )
+    elif event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+        update = event.workflow_execution_update_accepted_event_attributes.accepted_request
+        if CALLER_HEADER in update.input.header.fields:
+            _header_link(
+                run,
+                update.input.header.fields[CALLER_HEADER],
+                kind=LinkKind.UPDATE,
+                detail=update.input.name,
+                event=event,
+            )
+    else:  # options updated: another Nexus caller attached to this running workflow
+        attrs = event.workflow_execution_options_updated_event_attributes
+        for callback in attrs.attached_completion_callbacks:
+            _callback_links(run, callback.links, attrs.attached_request_id)
+
+
+def _on_workflow_closed(state: _ParseState, event: HistoryEvent) -> None:
+    """How the run ended, and why when it did not complete."""
+    run = state.run
+    run.status = _WORKFLOW_CLOSE[event.event_type]
+    run.close_time = _time(event)
+    if event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        failure = event.workflow_execution_failed_event_attributes.failure
+        run.error_type, run.error_message = describe_failure(failure)
+    elif event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+        run.error_type, run.error_message = "TimeoutError", "workflow execution timed out"
+    elif event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+        reason = event.workflow_execution_terminated_event_attributes.reason
+        run.error_type, run.error_message = "TerminatedError", reason or Status.TERMINATED
+
+
+def _on_activity(state: _ParseState, event: HistoryEvent) -> None:
+    """An activity scheduled, or started (written with its attempt and last failure)."""
+    if event.event_type == _E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        attrs = event.activity_task_scheduled_event_attributes
+        state.calls[event.event_id] = CallFacts(
+            event_id=event.event_id,
+            kind=NodeKind.ACTIVITY,
+            name=attrs.activity_type.name,
+            start_time=_time(event),
+            activity_id=attrs.activity_id,
+        )
+        return
+    started = event.activity_task_started_event_attributes
+    call = state.calls.get(started.scheduled_event_id)
+    if call is not None:
+        call.attempt = started.attempt or 1
+        if started.HasField("last_failure"):
+            call.error_type, call.error_message = describe_failure(started.last_failure)
+
+
+def _on_nexus_operation(state: _ParseState, event: HistoryEvent) -> None:
+    """A Nexus operation scheduled, or started (async: its token and handler link)."""
+    if event.event_type == _E.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED:
+        attrs = event.nexus_operation_scheduled_event_attributes
+        state.calls[event.event_id] = CallFacts(
+            event_id=event.event_id,
+            kind=NodeKind.NEXUS_OPERATION,
+            name=f"{attrs.endpoint}/{attrs.service}/{attrs.operation}",
+            start_time=_time(event),
+            endpoint=attrs.endpoint,
+            service=attrs.service,
+            operation=attrs.operation,
+            request_id=attrs.request_id or None,
+            traceparent=attrs.nexus_header.get("traceparent"),
+        )
+        return
+    started = event.nexus_operation_started_event_attributes
+    call = state.calls.get(started.scheduled_event_id)
+    if call is None:
+        return
+    call.operation_token = started.operation_token or started.operation_id or None
+    linked = False
+    for link in event.links:
+        if not link.HasField("workflow_event"):
+            continue
+        handler = link.workflow_event
+        target = (handler.namespace, handler.workflow_id, handler.run_id)
+        state.link_out(call, LinkKind.NEXUS, LinkSource.CALLER_HISTORY, target)
+        linked = True
+    token_target = decode_operation_token(call.operation_token or "")
+    if not linked and token_target is not None:
+        # No link in history (older servers): the token still names the workflow;
+        # its run is resolved later from the store.
+        state.link_out(call, LinkKind.NEXUS, LinkSource.OPERATION_TOKEN, (*token_target, ""))
+
+
+def _on_child_workflow(state: _ParseState, event: HistoryEvent) -> None:
+    """A child workflow initiated, or started (which names the child's run)."""
+    if event.event_type == _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+        attrs = event.start_child_workflow_execution_initiated_event_attributes
+        state.calls[event.event_id] = CallFacts(
+            event_id=event.event_id,
+            kind=NodeKind.CHILD_WORKFLOW,
+            name=attrs.workflow_type.name,
+            start_time=_time(event),
+        )
+        return
+    started = event.child_workflow_execution_started_event_attributes
+    call = state.calls.get(started.initiated_event_id)
+    if call is not None:
+        child = started.workflow_execution
+        target = (started.namespace or state.run.namespace, child.workflow_id, child.run_id)
+        state.link_out(call, LinkKind.CHILD, LinkSource.CALLER_HISTORY, target)
+
+
+def _on_external_signal(state: _ParseState, event: HistoryEvent) -> None:
+    """A signal this workflow sends another one (its outcome is a call close event)."""
+    attrs = event.signal_external_workflow_execution_initiated_event_attributes
+    state.calls[event.event_id] = CallFacts(
+        event_id=event.event_id,
+        kind=NodeKind.SIGNAL,
+        name=attrs.signal_name,
+        start_time=_time(event),
+    )
+
+
+def _on_call_closed(state: _ParseState, event: HistoryEvent) -> None:
+    """How a call ended: its status, end time and error."""
+    field_name, status = _CALL_CLOSE[event.event_type]
+    attrs: Any = getattr(event, field_name)
+    scheduled = getattr(attrs, "scheduled_event_id", 0) or getattr(attrs, "initiated_event_id", 0)
+    call = state.calls.get(scheduled)
+    if call is None:
+        return
+    call.status = status
+    call.end_time = _time(event)
+    if status == Status.COMPLETED:
+        call.error_type = call.error_message = None
+    elif attrs.HasField("failure") if hasattr(attrs, "failure") else False:
+        call.error_type, call.error_message = describe_failure(attrs.failure)
+    elif status == Status.TIMED_OUT:
+        call.error_type, call.error_message = "TimeoutError", "timed out"
+    elif status == Status.CANCELED:
+        call.error_type, call.error_message = "CanceledError", Status.CANCELED
+    else:
+        call.error_type, call.error_message = "Error", status
+
+
+_Handler = Callable[[_ParseState, HistoryEvent], None]
+
+# Event type -> the handler of its family; events of other types change nothing.
+_HANDLERS: dict[EventType.ValueType, _Handler] = {
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: _on_workflow_started,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: _on_message,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: _on_message,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED: _on_message,
+    **dict.fromkeys(_WORKFLOW_CLOSE, _on_workflow_closed),
+    _E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: _on_activity,
+    _E.EVENT_TYPE_ACTIVITY_TASK_STARTED: _on_activity,
+    _E.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED: _on_nexus_operation,
+    _E.EVENT_TYPE_NEXUS_OPERATION_STARTED: _on_nexus_operation,
+    _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: _on_child_workflow,
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED: _on_child_workflow,
+    _E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: _on_external_signal,
+    **dict.fromkeys(_CALL_CLOSE, _on_call_closed),
+}
+
+
+def parse_history(
+    namespace: str, workflow_id: str, run_id: str, events: Iterable[HistoryEvent]
+) -> RunFacts:
+    """Read a run's events (in order) into :class:`RunFacts`.
+
+    Args:
+        namespace: Namespace of the run.
+        workflow_id: Workflow id of the run.
+        run_id: Run id of the run.
+        events: Its history events, in order; a prefix reads as the run so far.
+
+    Returns:
+        The run, its calls (by scheduling event id) and the links its history records.
+    """
+    state = _ParseState(RunFacts(namespace=namespace, workflow_id=workflow_id, run_id=run_id))
     for event in events:
-        run.history_length = event.event_id
-        kind = event.event_type
-        if kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            attrs = event.workflow_execution_started_event_attributes
-            run.workflow_type = attrs.workflow_type.name
-            run.task_queue = attrs.task_queue.name
-            run.start_time = _time(event)
-            if attrs.HasField("parent_workflow_execution"):
-                run.parent_namespace = attrs.parent_workflow_namespace or namespace
-                run.parent_workflow_id = attrs.parent_workflow_execution.workflow_id
-                run.parent_run_id = attrs.parent_workflow_execution.run_id
-                run.parent_event_id = attrs.parent_initiated_event_id
-            for callback in attrs.completion_callbacks:
-                _callback_links(run, callback.links)
-            _callback_links(run, event.links)
-            if CALLER_HEADER in attrs.header.fields:
-                _header_link(run, attrs.header.fields[CALLER_HEADER])
-        elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            signaled = event.workflow_execution_signaled_event_attributes
-            if CALLER_HEADER in signaled.header.fields:
-                _header_link(
-                    run,
-                    signaled.header.fields[CALLER_HEADER],
-                    kind=LinkKind.SIGNAL,
-                    detail=signaled.signal_name,
-                    event=event,
-                )
-        elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-            update = event.workflow_execution_update_accepted_event_attributes.accepted_request
-            if CALLER_HEADER in update.input.header.fields:
-                _header_link(
-                    run,
-                    update.input.header.fields[CALLER_HEADER],
-                    kind=LinkKind.UPDATE,
-                    detail=update.input.name,
-                    event=event,
-                )
-        elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED:
-            attrs_u = event.workflow_execution_options_updated_event_attributes
-            for callback in attrs_u.attached_completion_callbacks:
-                _callback_links(run, callback.links, attrs_u.attached_request_id)
-        elif kind in _WORKFLOW_CLOSE:
-            run.status = _WORKFLOW_CLOSE[kind]
-            run.close_time = _time(event)
-            if kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-                failure = event.workflow_execution_failed_event_attributes.failure
-                run.error_type, run.error_message = describe_failure(failure)
-            elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
-                run.error_type, run.error_message = "TimeoutError", "workflow execution timed out"
-            elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
-                reason = event.workflow_execution_terminated_event_attributes.reason
-                run.error_type, run.error_message = "TerminatedError", reason or Status.TERMINATED
-        elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            attrs_a = event.activity_task_scheduled_event_attributes
-            calls[event.event_id] = CallFacts(
-                event_id=event.event_id,
-                kind=NodeKind.ACTIVITY,
-                name=attrs_a.activity_type.name,
-                start_time=_time(event),
-                activity_id=attrs_a.activity_id,
-            )
-        elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            started = event.activity_task_started_event_attributes
-            call = call_for(started.scheduled_event_id)
-            if call is not None:
-                call.attempt = started.attempt or 1
-                if started.HasField("last_failure"):
-                    call.error_type, call.error_message = describe_failure(started.last_failure)
-        elif kind == _E.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED:
-            attrs_n = event.nexus_operation_scheduled_event_attributes
-            calls[event.event_id] = CallFacts(
-                event_id=event.event_id,
-                kind=NodeKind.NEXUS_OPERATION,
-                name=f"{attrs_n.endpoint}/{attrs_n.service}/{attrs_n.operation}",
-                start_time=_time(event),
-                endpoint=attrs_n.endpoint,
-                service=attrs_n.service,
-                operation=attrs_n.operation,
-                request_id=attrs_n.request_id or None,
-                traceparent=attrs_n.nexus_header.get("traceparent"),
-            )
-        elif kind == _E.EVENT_TYPE_NEXUS_OPERATION_STARTED:
-            attrs_s = event.nexus_operation_started_event_attributes
-            call = call_for(attrs_s.scheduled_event_id)
-            if call is None:
-                continue
-            call.operation_token = attrs_s.operation_token or attrs_s.operation_id or None
-            linked = False
-            for link in event.links:
-                if not link.HasField("workflow_event"):
-                    continue
-                handler = link.workflow_event
-                target = (handler.namespace, handler.workflow_id, handler.run_id)
-                link_out(call, LinkKind.NEXUS, LinkSource.CALLER_HISTORY, target)
-                linked = True
-            token_target = decode_operation_token(call.operation_token or "")
-            if not linked and token_target is not None:
-                # No link in history (older servers): the token still names the workflow;
-                # its run is resolved later from the store.
-                link_out(call, LinkKind.NEXUS, LinkSource.OPERATION_TOKEN, (*token_target, ""))
-        elif kind == _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
-            attrs_c = event.start_child_workflow_execution_initiated_event_attributes
-            calls[event.event_id] = CallFacts(
-                event_id=event.event_id,
-                kind=NodeKind.CHILD_WORKFLOW,
-                name=attrs_c.workflow_type.name,
-                start_time=_time(event),
-            )
-        elif kind == _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
-            attrs_cs = event.child_workflow_execution_started_event_attributes
-            call = call_for(attrs_cs.initiated_event_id)
-            if call is not None:
-                child = attrs_cs.workflow_execution
-                target = (attrs_cs.namespace or namespace, child.workflow_id, child.run_id)
-                link_out(call, LinkKind.CHILD, LinkSource.CALLER_HISTORY, target)
-        elif kind == _E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
-            attrs_sig = event.signal_external_workflow_execution_initiated_event_attributes
-            calls[event.event_id] = CallFacts(
-                event_id=event.event_id,
-                kind=NodeKind.SIGNAL,
-                name=attrs_sig.signal_name,
-                start_time=_time(event),
-            )
-        elif kind in _CALL_CLOSE:
-            field_name, status = _CALL_CLOSE[kind]
-            attrs_any = getattr(event, field_name)
-            scheduled = getattr(attrs_any, "scheduled_event_id", 0) or getattr(
-                attrs_any, "initiated_event_id", 0
-            )
-            call = call_for(scheduled)
-            if call is None:
-                continue
-            call.status = status
-            call.end_time = _time(event)
-            if status == Status.COMPLETED:
-                call.error_type = call.error_message = None
-            elif attrs_any.HasField("failure") if hasattr(attrs_any, "failure") else False:
-                call.error_type, call.error_message = describe_failure(attrs_any.failure)
-            elif status == Status.TIMED_OUT:
-                call.error_type, call.error_message = "TimeoutError", "timed out"
-            elif status == Status.CANCELED:
-                call.error_type, call.error_message = "CanceledError", Status.CANCELED
-            else:
-                call.error_type, call.error_message = "Error", status
-    run.calls = sorted(calls.values(), key=lambda call: call.event_id)
-    return run
+        state.run.history_length = event.event_id
+        handler = _HANDLERS.get(event.event_type)
+        if handler is not None:
+            handler(state, event)
+    state.run.calls = sorted(state.calls.values(), key=lambda call: call.event_id)
+    return state.run
