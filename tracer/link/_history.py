@@ -197,6 +197,14 @@ def _callback_links(run: RunFacts, links: Iterable[LinkProto], request_id: str =
         )
 
 
+# How a caller header's kind (the interceptors' CallerKind) maps onto the edge it makes.
+_CLAIMED_KINDS = {
+    "nexus": LinkKind.NEXUS,
+    "activity_wrapper": LinkKind.ACTIVITY_WRAPPER,
+    "child_workflow": LinkKind.CHILD,
+}
+
+
 def _header_link(
     run: RunFacts,
     payload: Payload,
@@ -216,7 +224,7 @@ def _header_link(
         return
     run.links.append(
         LinkFacts(
-            kind=LinkKind(kind or caller.kind),
+            kind=kind or _CLAIMED_KINDS.get(caller.kind, LinkKind.ACTIVITY_WRAPPER),
             source=LinkSource.HEADER,
             caller_namespace=caller.namespace,
             caller_workflow_id=caller.workflow_id,

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, exists, or_, select
@@ -82,23 +83,53 @@ def _handler_end(link: Any, run: Any) -> ColumnElement[bool]:
 
 
 def root_condition(run: Any = WorkflowRun) -> ColumnElement[bool]:
-    """SQL: ``run`` has no stored caller and no stored parent, so it roots its tree."""
+    """SQL: ``run`` has no stored caller and no stored parent, so it roots its tree.
+
+    An operation-token link names a workflow, not a run: it calls ``run`` only when
+    ``run`` is that workflow's first run to start at or after the call (as
+    :meth:`CallGraph.pick_handler` decides).
+    """
     caller = aliased(WorkflowRun)
     parent = aliased(WorkflowRun)
-    called = exists(
+    call = aliased(Call)
+    earlier = aliased(WorkflowRun)
+    stored_caller = and_(
+        caller.namespace == Link.caller_namespace, caller.run_id == Link.caller_run_id
+    )
+    starting = and_(Link.handler_namespace == run.namespace, Link.kind.in_(STARTING_LINKS))
+    by_run = exists(
         select(Link.id)
-        .join(
-            caller,
-            and_(caller.namespace == Link.caller_namespace, caller.run_id == Link.caller_run_id),
+        .join(caller, stored_caller)
+        .where(starting, Link.handler_run_id == run.run_id)
+    )
+    by_token = exists(
+        select(Link.id)
+        .join(caller, stored_caller)
+        .join(call, and_(call.run_pk == caller.id, call.event_id == Link.caller_event_id))
+        .where(
+            starting,
+            Link.handler_run_id == "",
+            Link.handler_workflow_id == run.workflow_id,
+            run.start_time >= call.start_time,
+            ~exists(
+                select(earlier.id)
+                .where(
+                    earlier.namespace == run.namespace,
+                    earlier.workflow_id == run.workflow_id,
+                    earlier.start_time >= call.start_time,
+                    earlier.start_time < run.start_time,
+                )
+                # Two levels down: name the outer tables it refers to, or they'd be joined.
+                .correlate_except(earlier)
+            ),
         )
-        .where(_handler_end(Link, run))
     )
     has_parent = exists(
         select(parent.id).where(
             parent.namespace == run.parent_namespace, parent.run_id == run.parent_run_id
         )
     )
-    return and_(~called, ~has_parent)
+    return and_(~by_run, ~by_token, ~has_parent)
 
 
 def link_matches_call(link: Link, call: Call) -> bool:
@@ -245,7 +276,20 @@ class CallGraph:
                             event_id=run.parent_event_id or 0,
                         )
                     )
-        return {pk: _best_per_call(callers) for pk, callers in found.items()}
+        starts = self._caller_call_starts([c for callers in found.values() for c in callers])
+        return {pk: _best_per_call(callers, starts) for pk, callers in found.items()}
+
+    def _caller_call_starts(self, callers: Sequence[Caller]) -> dict[tuple[int, int], Any]:
+        """When each caller's call started, by (caller run pk, event id)."""
+        wanted = {(c.run.id, c.event_id) for c in callers if c.event_id}
+        starts: dict[tuple[int, int], Any] = {}
+        for chunk in chunks(sorted({pk for pk, _ in wanted})):
+            for run_pk, event_id, start in self.session.execute(
+                select(Call.run_pk, Call.event_id, Call.start_time).where(Call.run_pk.in_(chunk))
+            ):
+                if (run_pk, event_id) in wanted:
+                    starts[(run_pk, event_id)] = start
+        return starts
 
     def caller_of(self, run: WorkflowRun) -> Caller | None:
         """The caller ``run`` hangs under, or ``None`` for a root."""
@@ -405,10 +449,16 @@ class CallGraph:
         return list(members.values())
 
 
-def _best_per_call(callers: list[Caller]) -> list[Caller]:
+def _best_per_call(callers: list[Caller], starts: dict[tuple[int, int], Any]) -> list[Caller]:
     """Callers ordered by precedence, each call kept once (two histories often record one
-    edge), and a run that several records name kept at its best rank."""
-    ordered = sorted(callers, key=lambda c: (c.rank, c.link.id if c.link is not None else 0))
+    edge). Between records of equal rank, the call made first wins: a handler two callers
+    share (the second attached to it) hangs under the one that started it."""
+
+    def order(caller: Caller) -> tuple[int, datetime, int]:
+        start = starts.get((caller.run.id, caller.event_id)) or caller.run.start_time
+        return (caller.rank, start, caller.link.id if caller.link is not None else 0)
+
+    ordered = sorted(callers, key=order)
     seen_calls: set[tuple[str, str, int | str]] = set()
     seen_requests: set[str] = set()
     unique: list[Caller] = []

@@ -323,12 +323,6 @@ def test_a_header_signed_with_another_key_is_not_trusted(monkeypatch: pytest.Mon
     assert link.verified is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="a caller header of kind 'child_workflow' (which CallerInfo accepts and any "
-    "client can write) is not a LinkKind, and parse_history raises on the whole history",
-)
 def test_a_header_of_a_kind_no_link_has_does_not_break_the_history() -> None:
     recorded = load_history("wrapper_signed_handler")
     events = [HistoryEvent() for _ in recorded.events]

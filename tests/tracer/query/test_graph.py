@@ -226,12 +226,6 @@ def test_a_token_names_the_run_started_for_the_call(sqlite_store: Store) -> None
     assert (alone["run_id"], alone["link"]) == ("older-run", "root")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="root_condition counts every run of a token-named workflow as called, while "
-    "CallGraph gives the token's edge to one run only; a later run is then a root to "
-    "root_of and Store.tree but not to search and retention",
-)
 def test_a_later_run_of_a_token_named_workflow_is_a_root_everywhere(sqlite_store: Store) -> None:
     caller = _caller_facts("token")
     handler = _handler_facts("nothing")
@@ -392,16 +386,10 @@ _ATTACH = ("nexus_attach_first_caller", "nexus_attach_second_caller", "nexus_att
         pytest.param(
             (_ATTACH[1], _ATTACH[0], _ATTACH[2]),
             id="attacher-stored-first",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="two caller-history links tie on rank; the older row wins, so the "
-                "shared handler hangs under whichever caller was stored first",
-            ),
         ),
         pytest.param(
             (_ATTACH[2], _ATTACH[1], _ATTACH[0]),
             id="handler-stored-first",
-            marks=pytest.mark.xfail(strict=True, reason="as above"),
         ),
     ],
 )
