@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tracer.domain import NodeKind, Status
+from tracer.query import figures_of
 
 from ._access import COOKIE_NAME, viewer_of
 from ._deps import settings_of, store_of
@@ -166,6 +167,7 @@ def tree_page(
     )
     context: dict[str, Any] = {
         "view": view,
+        "figures": figures_of(root),
         "root": view.root,
         "focus": focus,
         "viewer": viewer,

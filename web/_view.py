@@ -10,7 +10,7 @@ from typing import Any
 
 from tracer.domain import ERROR_STATUSES, ErrorKind, NodeKind, Status, classify_error
 from tracer.link import operation_token_json
-from tracer.query import SpanInfo, TreeNode
+from tracer.query import SpanInfo, TreeNode, failure_origins
 
 from ._access import Viewer
 
@@ -328,6 +328,7 @@ def build_view(
     t_end = max((n.end_time or now for n in nodes if n.start_time), default=now)
     total = max((t_end - t0).total_seconds(), 0.001)
     expand_all = len(nodes) <= EXPAND_ALL_LIMIT
+    origins = {id(node) for node in failure_origins(root)}
     ordered: list[ViewNode] = []
     errors: list[ViewNode] = []
 
@@ -347,7 +348,7 @@ def build_view(
             offset_s=offset,
             duration_s=duration,
             is_error=is_error,
-            is_origin=is_error and not any(c.status in ERROR_STATUSES for c in node.children),
+            is_origin=id(node) in origins,
             on_error_path=False,
             expanded=expand_all or depth < 2,
             restricted=restricted,

@@ -419,3 +419,29 @@ async def test_span_attributes_in_node_detail(
     await page.locator(".node[data-kind='nexus_handler'] > .row").first.click()
     await expect(spans.locator("summary")).to_contain_text("RunStartNexusOperationHandler")
     await page.screenshot(path=shots / "tree-spans.png", full_page=True)
+
+
+async def test_figures_agree_between_search_the_tree_page_and_the_api(
+    page: Page, ui: UiServer, linked_sample: LinkedSample
+) -> None:
+    """The slow order's caller gave up at 3 s while its handler ran on: both durations are
+    shown, each labeled, and the declined order counts one error everywhere."""
+    slow, declined = linked_sample.order_ids["slow"], linked_sample.order_ids["declined"]
+    async with httpx.AsyncClient(base_url=ui.url) as client:
+        tree = (await client.get(f"/api/workflows/orders/{slow}/tree")).json()["summary"]
+        [row_json] = (await client.get("/api/traces", params={"workflow_id": slow})).json()[
+            "traces"
+        ]
+        failed = (await client.get(f"/api/workflows/orders/{declined}/tree")).json()["summary"]
+    assert tree["tree_duration_ms"] > tree["caller_duration_ms"] * 1.5
+    for name in ("node_count", "error_count", "namespaces"):
+        assert row_json[name] == tree[name]
+    assert failed["error_count"] == 1 and failed["first_error"]["type"] == "CardDeclined"
+    await page.goto(f"{ui.url}/workflows/orders/{slow}")
+    durations = page.locator(".tree-head .durations")
+    await expect(durations).to_contain_text("caller")
+    await expect(durations).to_contain_text("tree")
+    await page.goto(f"{ui.url}/workflows/orders/{declined}")
+    await expect(page.locator(".tree-head .error-count")).to_have_text("1 error")
+    await page.goto(f"{ui.url}/?workflow_id={declined}")
+    await expect(page.locator("tr.trace td.errors")).to_have_text("1")
