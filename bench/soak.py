@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from interceptors import TracingInterceptor
 from tests._postgres import postgres_bindir, temporary_postgres
 from tracer.db import Link, Span, WorkflowRun, create_db_engine
-from tracer.demo._fleet import OrderOutcome, run_orders, run_sample_fleet, sample_orders
-from tracer.demo._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
+from tracer.demo.fleet import OrderOutcome, run_orders, run_sample_fleet, sample_orders
+from tracer.demo.model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
 from tracer.devserver import DevServer, free_port
 from tracer.store import Store
 

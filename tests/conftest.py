@@ -26,14 +26,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from tests._postgres import postgres_bindir, temporary_postgres
 from tracer.collector import Collector, ServeSettings, run_collector
 from tracer.db import create_db_engine, upgrade_database
-from tracer.demo._fleet import (
+from tracer.demo.fleet import (
     OrderOutcome,
     SampleFleet,
     run_orders,
     run_sample_fleet,
     sample_orders,
 )
-from tracer.demo._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
+from tracer.demo.model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
 from tracer.devserver import DevServer, find_temporal_cli, free_port
 from tracer.store import Store
 

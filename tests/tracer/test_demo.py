@@ -23,7 +23,7 @@ from tests.conftest import skip_or_fail
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS
 from tracer.collector import ServeSettings, run_collector
 from tracer.db import Span
-from tracer.demo._model import NAMESPACES
+from tracer.demo.model import NAMESPACES
 from tracer.devserver import DevServer, free_port
 
 

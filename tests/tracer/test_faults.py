@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import LinkedSample, expected_namespaces, wait_linked
 from tracer.collector import ServeSettings, run_collector
-from tracer.demo._fleet import run_orders, run_sample_fleet, sample_orders
-from tracer.demo._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
+from tracer.demo.fleet import run_orders, run_sample_fleet, sample_orders
+from tracer.demo.model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
 from tracer.devserver import DevServer, free_port
 
 ORDERS_WHILE_DOWN = 50

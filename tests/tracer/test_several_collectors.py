@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from tests.conftest import LinkedSample, expected_namespaces, wait_linked
 from tracer.collector import Collector, ServeSettings, run_collector
 from tracer.db import Call, Link, WorkflowRun
-from tracer.demo._fleet import run_orders, sample_orders
-from tracer.demo._model import NAMESPACES, ORDERS_NAMESPACE
+from tracer.demo.fleet import run_orders, sample_orders
+from tracer.demo.model import NAMESPACES, ORDERS_NAMESPACE
 from tracer.devserver import DevServer, free_port
 
 

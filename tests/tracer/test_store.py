@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from tests.conftest import LinkedSample
 from tracer.db import Link, WorkflowRun
-from tracer.demo._model import NAMESPACES
+from tracer.demo.model import NAMESPACES
 from tracer.devserver import DevServer
 from tracer.link import Connections, HistoryLinker, load_connect_configs, parse_history
 from tracer.store import RunFacts, Store

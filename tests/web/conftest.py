@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from tests.conftest import LinkedSample, skip_or_fail
 from tracer.db import Span, create_db_engine, upgrade_database
-from tracer.demo._model import NAMESPACES
+from tracer.demo.model import NAMESPACES
 from tracer.devserver import DevServer, free_port
 from tracer.link import Connections, load_connect_configs
 from tracer.store import CallFacts, RunFacts, Store

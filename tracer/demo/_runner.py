@@ -23,11 +23,11 @@ from interceptors import LINK_KEY_ENV, TracingInterceptor
 from .._ports import ensure_port_free
 from .._process import run_until_signalled
 from ..devserver import DevServer, wait_for_server
-from ._model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE
+from .model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE
 
 if TYPE_CHECKING:  # the collector extra's modules load with the demo, not with the CLI
     from .._service import Collector
-    from ._fleet import OrderOutcome
+    from .fleet import OrderOutcome
 
 __all__ = ["add_demo_arguments", "run_demo"]
 
@@ -123,7 +123,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 async def _demo(args: argparse.Namespace) -> None:
     from .._service import ServeSettings, run_collector
-    from ._fleet import run_orders, run_sample_fleet, sample_orders
+    from .fleet import run_orders, run_sample_fleet, sample_orders
 
     # The sample fails some calls on purpose; the SDK would log each with a traceback.
     logging.getLogger("temporalio").setLevel(logging.ERROR)
@@ -195,7 +195,7 @@ def _tracer_provider(otlp_endpoint: str | None) -> TracerProvider:
 
 async def _sample_fleet_only(args: argparse.Namespace) -> None:
     """The sample's workers and orders against an existing Temporal server and collector."""
-    from ._fleet import run_orders, run_sample_fleet, sample_orders
+    from .fleet import run_orders, run_sample_fleet, sample_orders
 
     logging.getLogger("temporalio").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)

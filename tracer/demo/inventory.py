@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from interceptors.http import CallerContextMiddleware
 
-from ._model import INVENTORY_TASK_QUEUE, Reservation, StockRequest
+from .model import INVENTORY_TASK_QUEUE, Reservation, StockRequest
 
 __all__ = ["ReserveStockWorkflow", "create_inventory_api", "reserve_items"]
 

@@ -8,7 +8,7 @@ import nexusrpc
 import nexusrpc.handler
 from temporalio import activity, nexus, workflow
 
-from ._model import Confirmation
+from .model import Confirmation
 
 __all__ = [
     "NotificationsService",

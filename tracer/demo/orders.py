@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from .notifications import NotificationsService
     from .payments import PaymentsService
 
-from ._model import (
+from .model import (
     NOTIFICATIONS_ENDPOINT,
     PAYMENTS_ENDPOINT,
     Confirmation,

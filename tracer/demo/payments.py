@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 import interceptors
 
-from ._model import ORDERS_NAMESPACE, Payment, PaymentResult, Quote
+from .model import ORDERS_NAMESPACE, Payment, PaymentResult, Quote
 
 __all__ = [
     "PaymentsService",

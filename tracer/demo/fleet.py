@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from interceptors import TracingInterceptor
 
 from . import inventory, notifications, orders, payments
-from ._model import (
+from .model import (
     INVENTORY_NAMESPACE,
     INVENTORY_TASK_QUEUE,
     NOTIFICATIONS_NAMESPACE,
