@@ -16,7 +16,7 @@ USER tracer
 WORKDIR /data
 # Inside a container the UI must listen on every interface to be reachable.
 ENV TEMPORAL_TRACER_HOST=0.0.0.0
-EXPOSE 8700 4318
+EXPOSE 8700 4318 4317
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8700/healthz')"
 ENTRYPOINT ["temporal-tracer"]
 CMD ["serve"]

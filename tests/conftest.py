@@ -186,6 +186,7 @@ async def linked_sample(
         temporal_address=temporal_server.address,
         port=free_port(),
         otlp_port=free_port(),
+        otlp_grpc_port=0,
         poll_interval=0.3,
     )
     async with (

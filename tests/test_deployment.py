@@ -43,10 +43,11 @@ def test_collector_ports_match_the_serve_defaults() -> None:
     collector = _compose()["services"]["collector"]
     defaults = _serve_defaults()
     published = {int(mapping.split(":")[1]) for mapping in collector["ports"]}
-    assert published == {defaults["port"], defaults["otlp_port"]}
+    assert published == {defaults["port"], defaults["otlp_port"], defaults["otlp_grpc_port"]}
     env = collector["environment"]
     assert int(env["TEMPORAL_TRACER_PORT"]) == defaults["port"]
     assert int(env["TEMPORAL_TRACER_OTLP_PORT"]) == defaults["otlp_port"]
+    assert int(env["TEMPORAL_TRACER_OTLP_GRPC_PORT"]) == defaults["otlp_grpc_port"]
     assert env["TEMPORAL_TRACER_HOST"] == "0.0.0.0"  # reachable from outside the container
 
 
@@ -89,7 +90,7 @@ def test_dockerfile_ships_every_package_with_the_postgres_driver() -> None:
     assert set(extras.split(",")) <= set(project["project"]["optional-dependencies"])
     defaults = _serve_defaults()
     exposed = {int(port) for port in re.search(r"^EXPOSE (.+)$", dockerfile, re.M).group(1).split()}  # type: ignore[union-attr]
-    assert exposed == {defaults["port"], defaults["otlp_port"]}
+    assert exposed == {defaults["port"], defaults["otlp_port"], defaults["otlp_grpc_port"]}
     assert f"127.0.0.1:{defaults['port']}/healthz" in dockerfile
 
 

@@ -20,6 +20,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
         "fastapi",
         "fastapi_offline",
         "google.rpc",
+        "grpc",
         "httpx",
         "jinja2",
         "opentelemetry.exporter",

@@ -20,7 +20,7 @@ from ._ports import ensure_port_free
 from ._process import freeze_startup_heap
 from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 from .export import ExportDestination, Exporter, export_lease
-from .ingest import create_receiver_app
+from .ingest import DEFAULT_OTLP_GRPC_PORT, GrpcReceiver, create_receiver_app
 from .jobs import RETENTION_LEASE, LeaseKeeper, run_retention, run_summaries
 from .link import Connections, HistoryLinker, load_connect_configs
 from .store import Store
@@ -41,6 +41,8 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8700
     otlp_port: int = 4318
+    # OTLP/gRPC receiver; 0 turns it off.
+    otlp_grpc_port: int = DEFAULT_OTLP_GRPC_PORT
     poll_interval: float = 1.0
     temporal_ui_url: str | None = None
     tokens_file: Path | None = None
@@ -58,6 +60,7 @@ class Collector:
     linker: HistoryLinker
     ui_url: str
     otlp_url: str
+    otlp_grpc_url: str | None = None
 
 
 def _http_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
@@ -73,6 +76,8 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         raise ValueError("no namespace to link: give --namespace at least once")
     ensure_port_free(settings.port, "tracer UI", settings.host)
     ensure_port_free(settings.otlp_port, "OTLP receiver", settings.host)
+    if settings.otlp_grpc_port:
+        ensure_port_free(settings.otlp_grpc_port, "OTLP/gRPC receiver", settings.host)
     engine = create_db_engine(settings.db_url)
     await asyncio.to_thread(upgrade_database, engine)
     store = Store(engine)
@@ -102,6 +107,11 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         _http_server(create_app(store, web_settings), settings.host, settings.port),
         _http_server(create_receiver_app(store), settings.host, settings.otlp_port),
     ]
+    grpc_receiver = (
+        GrpcReceiver(store, settings.host, settings.otlp_grpc_port)
+        if settings.otlp_grpc_port
+        else None
+    )
     freeze_startup_heap()
     stop = asyncio.Event()
     tasks = [asyncio.create_task(server.serve()) for server in servers]
@@ -116,6 +126,8 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
             asyncio.create_task(run_retention(store, settings.retention, stop, leases=leases))
         )
     try:
+        if grpc_receiver is not None:
+            await grpc_receiver.start()
         while not all(server.started for server in servers):
             for task in tasks:
                 if task.done():
@@ -127,9 +139,14 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
             linker=linker,
             ui_url=f"http://{settings.host}:{settings.port}",
             otlp_url=f"http://{settings.host}:{settings.otlp_port}",
+            otlp_grpc_url=(
+                f"http://{settings.host}:{grpc_receiver.port}" if grpc_receiver else None
+            ),
         )
         logger.info("tracer UI and API on %s", collector.ui_url)
         logger.info("OTLP/HTTP receiver on %s/v1/traces", collector.otlp_url)
+        if collector.otlp_grpc_url:
+            logger.info("OTLP/gRPC receiver on %s", collector.otlp_grpc_url)
         for destination in settings.export_endpoints:
             logger.info("forwarding spans to %s (%s)", destination.endpoint, destination.protocol)
         yield collector
@@ -137,6 +154,8 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         stop.set()
         for server in servers:
             server.should_exit = True
+        if grpc_receiver is not None:
+            await grpc_receiver.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         engine.dispose()
 

@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="OTLP/HTTP receiver port (env TEMPORAL_TRACER_OTLP_PORT; default %(default)s)",
     )
     serve.add_argument(
+        "--otlp-grpc-port",
+        type=int,
+        default=_env_int("TEMPORAL_TRACER_OTLP_GRPC_PORT", 4317),
+        help="OTLP/gRPC receiver port, 0 for none "
+        "(env TEMPORAL_TRACER_OTLP_GRPC_PORT; default %(default)s)",
+    )
+    serve.add_argument(
         "--profile-file",
         type=Path,
         default=_env("TEMPORAL_CONFIG_FILE"),
@@ -228,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 host=args.host,
                 port=args.port,
                 otlp_port=args.otlp_port,
+                otlp_grpc_port=args.otlp_grpc_port,
                 poll_interval=args.poll_interval,
                 temporal_ui_url=args.temporal_ui_url,
                 retention=retention,

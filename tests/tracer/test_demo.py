@@ -175,6 +175,7 @@ async def test_sample_fleet_against_an_existing_server_and_collector(
         temporal_address=temporal_server.address,
         port=free_port(),
         otlp_port=free_port(),
+        otlp_grpc_port=0,
         poll_interval=0.3,
     )
     async with run_collector(settings) as collector:

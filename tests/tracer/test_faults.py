@@ -25,6 +25,7 @@ def _settings(address: str, db: Path) -> ServeSettings:
         temporal_address=address,
         port=free_port(),
         otlp_port=free_port(),
+        otlp_grpc_port=0,
         poll_interval=0.3,
     )
 

@@ -24,6 +24,7 @@ def _settings(address: str, db_url: str) -> ServeSettings:
         temporal_address=address,
         port=free_port(),
         otlp_port=free_port(),
+        otlp_grpc_port=0,
         poll_interval=0.3,
     )
 

@@ -155,6 +155,7 @@ async def _demo(args: argparse.Namespace) -> None:
             host=args.host,
             port=args.port,
             otlp_port=args.otlp_port,
+            otlp_grpc_port=0,
             poll_interval=0.5,
             temporal_ui_url=server.ui_address,
         )

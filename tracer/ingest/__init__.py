@@ -1,5 +1,6 @@
-"""Receiving spans: OTLP decoding and the OTLP/HTTP receiver that stores them."""
+"""Receiving spans: OTLP decoding and the OTLP/HTTP and OTLP/gRPC receivers that store them."""
 
+from ._grpc import DEFAULT_OTLP_GRPC_PORT, GrpcReceiver
 from ._otlp import (
     BodyTooLargeError,
     DecodedSpans,
@@ -15,9 +16,11 @@ from ._receiver import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PENDING, create_recei
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_PENDING",
+    "DEFAULT_OTLP_GRPC_PORT",
     "BodyTooLargeError",
     "DecodedSpans",
     "Encoding",
+    "GrpcReceiver",
     "OtlpDecodeError",
     "create_receiver_app",
     "decode_export_request",
