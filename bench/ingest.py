@@ -1,6 +1,7 @@
-"""Span ingest rate of the OTLP/HTTP receiver, beside a raw insert of the same rows.
+"""Span ingest rate of the OTLP/HTTP and OTLP/gRPC receivers, beside a raw insert of the
+same rows.
 
-The receiver runs in its own process (uvicorn, as ``temporal-tracer serve`` runs it) over a
+Each receiver runs in its own process (uvicorn, as ``temporal-tracer serve`` runs it) over a
 fresh, migrated database; this process posts pre-encoded protobuf export requests of
 ``--batch`` spans each (like ``BatchSpanProcessor``'s default 512) with ``--clients``
 concurrent HTTP clients. The spans look like the interceptors' (Temporal attributes,
@@ -47,7 +48,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 
 from tracer.db import Span, create_db_engine, upgrade_database
 from tracer.devserver import free_port
-from tracer.ingest import parse_export_request, request_to_rows, write_spans
+from tracer.ingest import parse_export_request, request_to_rows
 from tracer.store import Store
 
 __all__ = ["main"]
@@ -174,11 +175,11 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def receiver_process(db_url: str) -> Iterator[tuple[str, int]]:
-    """Run the receiver in a child process (uvicorn); yield its base URL and pid."""
+def receiver_process(db_url: str, protocol: str = "http") -> Iterator[tuple[str, int]]:
+    """Run a receiver in a child process; yield its address and pid."""
     port = free_port()
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", db_url, "--port", str(port)],
+        [sys.executable, __file__, "--serve", db_url, "--port", str(port), "--protocol", protocol],
     )
     try:
         deadline = time.monotonic() + 30
@@ -190,20 +191,75 @@ def receiver_process(db_url: str) -> Iterator[tuple[str, int]]:
                 if child.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the receiver process did not start") from None
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", child.pid
+        yield (f"http://127.0.0.1:{port}" if protocol == "http" else f"127.0.0.1:{port}"), child.pid
     finally:
         child.terminate()
         child.wait(timeout=10)
 
 
-def _serve(db_url: str, port: int) -> None:
+def _serve(db_url: str, port: int, protocol: str) -> None:
+    import asyncio
+
     import uvicorn
 
-    from tracer.ingest import create_receiver_app
+    from tracer.ingest import GrpcReceiver, create_receiver_app
 
     engine = create_db_engine(db_url)
-    app = create_receiver_app(Store(engine))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    if protocol == "http":
+        app = create_receiver_app(Store(engine))
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        return
+
+    async def serve_grpc() -> None:
+        receiver = GrpcReceiver(Store(engine), "127.0.0.1", port)
+        await receiver.start()
+        await asyncio.Event().wait()
+
+    asyncio.run(serve_grpc())
+
+
+def export_all_grpc(target: str, bodies: Sequence[bytes], clients: int) -> tuple[float, int]:
+    """Export every request over gRPC with ``clients`` concurrent channels; retry the
+    codes the receiver asks to be retried.
+
+    Returns:
+        The wall time in seconds and how many refusals were retried.
+    """
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+
+    retry = {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
+
+    def send(share: Sequence[bytes]) -> int:
+        retried = 0
+        with grpc.insecure_channel(target) as channel:
+            stub = TraceServiceStub(channel)
+            for body in share:
+                request = ExportTraceServiceRequest.FromString(body)
+                while True:
+                    try:
+                        response = stub.Export(request, timeout=60)
+                        break
+                    except grpc.RpcError as err:
+                        if err.code() not in retry:
+                            raise
+                        retried += 1
+                        time.sleep(0.01)
+                if response.HasField("partial_success"):
+                    raise RuntimeError(f"export failed: {response.partial_success}")
+        return retried
+
+    shares = [bodies[i::clients] for i in range(clients)]
+    retries = 0
+    with ThreadPoolExecutor(clients) as pool:
+        started = time.perf_counter()
+        for retried in pool.map(send, shares):
+            retries += retried
+        elapsed = time.perf_counter() - started
+    return elapsed, retries
 
 
 def post_all(url: str, bodies: Sequence[bytes], clients: int) -> tuple[float, int]:
@@ -254,7 +310,7 @@ def raw_store_insert(
     store = Store(engine)
     started, cpu = time.perf_counter(), time.process_time()
     for rows in batches:
-        write_spans(store, rows)
+        store.save_spans(rows)
     return time.perf_counter() - started, time.process_time() - cpu
 
 
@@ -290,9 +346,11 @@ class Figures:
     time on a shared machine."""
 
     ingest: list[float] = field(default_factory=list)
+    grpc: list[float] = field(default_factory=list)
     store: list[float] = field(default_factory=list)
     dbapi: list[float] = field(default_factory=list)
     ingest_cpu: list[float] = field(default_factory=list)
+    grpc_cpu: list[float] = field(default_factory=list)
     store_cpu: list[float] = field(default_factory=list)
     retries: int = 0
 
@@ -319,6 +377,20 @@ def run(kind: str, args: argparse.Namespace) -> Figures:
         figures.ingest_cpu.append(spans / cpu if cpu else 0.0)
         figures.retries += retries
         with scratch_database(kind, args.postgres_url) as url:
+            with receiver_process(url, "grpc") as (target, pid):
+                export_all_grpc(target, make_bodies(args.batch, args.batch), 1)  # warm up
+                cpu = process_cpu_seconds(pid)
+                elapsed, retries = export_all_grpc(target, bodies, args.clients)
+                cpu = process_cpu_seconds(pid) - cpu
+            engine = create_db_engine(url)
+            stored = _count(engine) - args.batch
+            engine.dispose()
+        if stored != spans:
+            raise RuntimeError(f"{kind} gRPC: {stored} spans stored, {spans} sent")
+        figures.grpc.append(spans / elapsed)
+        figures.grpc_cpu.append(spans / cpu if cpu else 0.0)
+        figures.retries += retries
+        with scratch_database(kind, args.postgres_url) as url:
             engine = create_db_engine(url)
             wall, cpu = raw_store_insert(engine, batches)
             figures.store.append(spans / wall)
@@ -330,7 +402,8 @@ def run(kind: str, args: argparse.Namespace) -> Figures:
             engine.dispose()
         print(
             f"  {kind} round {round_number}: OTLP/HTTP {figures.ingest[-1]:,.0f} spans/s "
-            f"({figures.ingest_cpu[-1]:,.0f} per receiver CPU s), store insert "
+            f"({figures.ingest_cpu[-1]:,.0f} per receiver CPU s), OTLP/gRPC "
+            f"{figures.grpc[-1]:,.0f} ({figures.grpc_cpu[-1]:,.0f} per CPU s), store insert "
             f"{figures.store[-1]:,.0f} ({figures.store_cpu[-1]:,.0f} per CPU s), "
             f"DB-API {figures.dbapi[-1]:,.0f}",
             flush=True,
@@ -348,9 +421,10 @@ def main() -> None:
     parser.add_argument("--postgres-url", help="also run on this PostgreSQL server")
     parser.add_argument("--serve", metavar="DB_URL", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--protocol", default="http", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        _serve(args.serve, args.port)
+        _serve(args.serve, args.port, args.protocol)
         return
     kinds = ["sqlite"] + (["postgresql"] if args.postgres_url else [])
     print(
@@ -368,11 +442,17 @@ def main() -> None:
             f"{dbapi:,.0f} spans/s; ingest/raw = {ingest / store:.0%} "
             f"(of DB-API: {ingest / dbapi:.0%}); 503 retries: {figures.retries}"
         )
+        grpc = statistics.median(figures.grpc)
+        print(
+            f"{kind}: OTLP/gRPC ingest {grpc:,.0f} spans/s (median); gRPC/HTTP {grpc / ingest:.2f}"
+        )
         ingest_cpu = statistics.median(figures.ingest_cpu)
+        grpc_cpu = statistics.median(figures.grpc_cpu)
         store_cpu = statistics.median(figures.store_cpu)
         print(
-            f"{kind}, per CPU second: OTLP/HTTP receiver {ingest_cpu:,.0f} spans, "
-            f"store insert {store_cpu:,.0f} spans; ratio {ingest_cpu / store_cpu:.0%}"
+            f"{kind}, per CPU second: OTLP/HTTP receiver {ingest_cpu:,.0f} spans, OTLP/gRPC "
+            f"receiver {grpc_cpu:,.0f} spans, store insert {store_cpu:,.0f} spans; "
+            f"HTTP/raw {ingest_cpu / store_cpu:.0%}"
         )
 
 
