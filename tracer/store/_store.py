@@ -42,6 +42,11 @@ from ._summaries import refresh_summaries
 __all__ = ["NamespaceStatus", "NexusEndpoint", "Store"]
 
 
+# A read summarizes at most this many pending runs itself, so every write made before it
+# shows; past that (a backlog after an upgrade) it reads what the summaries job has done.
+READ_REFRESH_RUNS = 2000
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -111,7 +116,7 @@ class Store:
     def search(self, criteria: TraceFilter) -> TracePage:
         """A page of call trees matching ``criteria``, from summaries that include every
         write made before the call."""
-        self.refresh_summaries()
+        self.refresh_summaries(max_runs=READ_REFRESH_RUNS)
         with self.session() as session:
             return search_traces(session, criteria)
 
@@ -152,7 +157,7 @@ class Store:
         self, since: datetime | None = None, until: datetime | None = None
     ) -> NamespaceMap:
         """Calls between namespaces in the window, with every linked namespace as a node."""
-        self.refresh_summaries()
+        self.refresh_summaries(max_runs=READ_REFRESH_RUNS)
         with self.session() as session:
             names = session.scalars(select(NamespaceState.namespace)).all()
             return namespace_map(session, since=since, until=until, namespaces=names)
