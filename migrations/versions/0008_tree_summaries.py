@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("start_time", sa.DateTime(), nullable=False),
     )
     op.create_index("ix_tree_terms_value_start", "tree_terms", ["field", "value", "start_time"])
+    op.create_index("ix_tree_terms_root", "tree_terms", ["root_pk"])
     op.create_table(
         "tree_edges",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -101,6 +102,7 @@ def downgrade() -> None:
     op.drop_index("ix_tree_edges_root", table_name="tree_edges")
     op.drop_index("ix_tree_edges_map", table_name="tree_edges")
     op.drop_table("tree_edges")
+    op.drop_index("ix_tree_terms_root", table_name="tree_terms")
     op.drop_index("ix_tree_terms_value_start", table_name="tree_terms")
     op.drop_table("tree_terms")
     for name in (

@@ -297,7 +297,11 @@ class TreeTerm(Base):
     search for it finds the tree through an index and counts trees exactly."""
 
     __tablename__ = "tree_terms"
-    __table_args__ = (Index("ix_tree_terms_value_start", "field", "value", "start_time"),)
+    __table_args__ = (
+        Index("ix_tree_terms_value_start", "field", "value", "start_time"),
+        # A tree's terms are replaced whenever it is summarized again.
+        Index("ix_tree_terms_root", "root_pk"),
+    )
 
     field: Mapped[str] = mapped_column(String(16), primary_key=True)
     value: Mapped[str] = mapped_column(String(1000), primary_key=True)
