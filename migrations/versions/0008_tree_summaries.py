@@ -96,9 +96,20 @@ def upgrade() -> None:
         ["start_time", "caller", "callee", "kind", "failed", "latency_bucket"],
     )
     op.create_index("ix_tree_edges_root", "tree_edges", ["root_pk"])
+    op.create_table(
+        "edge_hours",
+        sa.Column("hour", sa.DateTime(), primary_key=True),
+        sa.Column("caller", sa.String(255), primary_key=True),
+        sa.Column("callee", sa.String(255), primary_key=True),
+        sa.Column("kind", sa.String(32), primary_key=True),
+        sa.Column("failed", sa.Boolean(), primary_key=True),
+        sa.Column("latency_bucket", sa.Integer(), primary_key=True),
+        sa.Column("calls", sa.BigInteger(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("edge_hours")
     op.drop_index("ix_tree_edges_root", table_name="tree_edges")
     op.drop_index("ix_tree_edges_map", table_name="tree_edges")
     op.drop_table("tree_edges")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select, update
 
+from tracer.db import EdgeHour, WorkflowRun
+from tracer.jobs import purge_once
 from tracer.query import TraceFilter, namespace_map
 from tracer.store import CallFacts, LinkFacts, RunFacts, Store
 
@@ -225,3 +228,22 @@ def test_namespace_map(forest: Store) -> None:
     assert (wrapper.kinds, wrapper.calls, wrapper.errors) == (["activity_wrapper"], 1, 1)
     assert wrapper.error_rate == 1.0 and wrapper.p95_ms == pytest.approx(300, rel=0.05)
     assert later.edges == []
+
+
+def test_hourly_totals_follow_the_trees(forest: Store) -> None:
+    """Long windows read hourly totals: a tree summarized again is not counted twice, and
+    a tree retention deletes leaves them."""
+
+    def month() -> dict[tuple[str, str], int]:
+        graph = forest.namespace_map(since=NOW - timedelta(days=30))
+        return {(e.caller, e.callee): e.calls for e in graph.edges}
+
+    before = month()
+    assert before == {("orders", "payments"): 1, ("orders", "inventory"): 1}
+    with forest.session.begin() as session:  # as if every run had been read again
+        session.execute(update(WorkflowRun).values(summary_dirty=True))
+    assert month() == before
+    purge_once(forest, datetime.now(UTC) + timedelta(days=1))
+    assert month() == {}
+    with forest.session() as session:
+        assert session.scalar(select(func.count()).select_from(EdgeHour)) == 0

@@ -27,6 +27,7 @@ __all__ = [
     "Base",
     "Call",
     "CollectorInstance",
+    "EdgeHour",
     "ExportCursor",
     "ExportRun",
     "Link",
@@ -340,6 +341,22 @@ class TreeEdge(Base):
     failed: Mapped[bool] = mapped_column(Boolean)
     # Latency on a log scale (see tracer.query._map.latency_bucket); null while running.
     latency_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class EdgeHour(Base):
+    """Cross-namespace calls added up per hour (of their start), kept in step with
+    ``tree_edges`` as trees are summarized again or deleted: long map windows read these."""
+
+    __tablename__ = "edge_hours"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    caller: Mapped[str] = mapped_column(String(255), primary_key=True)
+    callee: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    failed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    # -1: still running (no latency yet); a key column cannot be null.
+    latency_bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)
 
 
 class CollectorInstance(Base):

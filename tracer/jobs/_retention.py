@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from tracer.db import Call, ExportRun, Link, Span, WorkflowRun
 from tracer.query import CallGraph, root_condition
-from tracer.store import Store
+from tracer.store import Store, forget_trees
 
 from ._loop import LeaseHolder, run_periodically
 
@@ -85,11 +85,14 @@ def purge_once(store: Store, cutoff: datetime, *, batch_size: int = BATCH_SIZE) 
             after_id = roots[-1].id
             graph = CallGraph(session)
             doomed: list[WorkflowRun] = []
+            doomed_roots: list[int] = []
             for root in roots:
                 members = graph.members(root)
                 if all(run.close_time is not None and run.close_time < cutoff for run in members):
                     report.trees += 1
                     doomed.extend(members)
+                    doomed_roots.append(root.id)
+            forget_trees(session, doomed_roots)
             _delete_runs(session, doomed)
             report.runs += len(doomed)
     cutoff_nanos = int(cutoff.timestamp() * 1_000_000_000)

@@ -10,13 +10,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tracer.db import TreeEdge
+from tracer.db import EdgeHour, TreeEdge
 from tracer.domain import ERROR_STATUSES, LinkKind, NodeKind, Placement
 
 from ._tree import TreeNode
@@ -149,6 +149,57 @@ def _p95(histogram: dict[int, int]) -> float | None:
     return None  # pragma: no cover - the loop always reaches the rank
 
 
+def _grouped_calls(session: Session, since: datetime | None, until: datetime | None) -> list[Any]:
+    """``(caller, callee, kind, failed, bucket, calls)`` rows for calls started in the
+    window: whole hours from the hourly totals, the ragged ends from the calls."""
+    edge, hours = TreeEdge, EdgeHour
+    end = until or datetime.now(UTC) + timedelta(seconds=1)
+    first_hour = None if since is None else _next_hour(since)
+    last_hour = end.replace(minute=0, second=0, microsecond=0)
+    rows: list[Any] = []
+    if first_hour is None or first_hour < last_hour:
+        query = select(
+            hours.caller,
+            hours.callee,
+            hours.kind,
+            hours.failed,
+            hours.latency_bucket,
+            func.sum(hours.calls),
+        ).where(hours.hour < last_hour)
+        if first_hour is not None:
+            query = query.where(hours.hour >= first_hour)
+        rows += session.execute(
+            query.group_by(
+                hours.caller, hours.callee, hours.kind, hours.failed, hours.latency_bucket
+            )
+        ).all()
+        ends: list[tuple[datetime | None, datetime]] = [(last_hour, end)]
+        if since is not None and first_hour is not None:
+            ends.append((since, first_hour))
+    else:
+        ends = [(since, end)]
+    for start, stop in ends:
+        ragged = select(
+            edge.caller,
+            edge.callee,
+            edge.kind,
+            edge.failed,
+            edge.latency_bucket,
+            func.count(),
+        ).where(edge.start_time < stop)
+        if start is not None:
+            ragged = ragged.where(edge.start_time >= start)
+        rows += session.execute(
+            ragged.group_by(edge.caller, edge.callee, edge.kind, edge.failed, edge.latency_bucket)
+        ).all()
+    return rows
+
+
+def _next_hour(moment: datetime) -> datetime:
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour if hour == moment else hour + timedelta(hours=1)
+
+
 def namespace_map(
     session: Session,
     since: datetime | None = None,
@@ -160,29 +211,16 @@ def namespace_map(
     to within a bucket, about 9 %). ``namespaces`` adds nodes that made or received no
     call in the window.
     """
-    edge = TreeEdge
-    query = select(
-        edge.caller,
-        edge.callee,
-        edge.kind,
-        edge.failed,
-        edge.latency_bucket,
-        func.count(),
-    ).group_by(edge.caller, edge.callee, edge.kind, edge.failed, edge.latency_bucket)
-    if since is not None:
-        query = query.where(edge.start_time >= since)
-    if until is not None:
-        query = query.where(edge.start_time <= until)
     calls: dict[tuple[str, str], int] = defaultdict(int)
     errors: dict[tuple[str, str], int] = defaultdict(int)
     kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
     histograms: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
-    for caller, callee, kind, failed, bucket, count in session.execute(query):
+    for caller, callee, kind, failed, bucket, count in _grouped_calls(session, since, until):
         key = (caller, callee)
         calls[key] += count
         errors[key] += count if failed else 0
         kinds[key].add(kind)
-        if bucket is not None:
+        if bucket is not None and bucket >= 0:
             histograms[key][bucket] = histograms[key].get(bucket, 0) + count
     edges = [
         MapEdge(

@@ -7,6 +7,7 @@ values. Nothing above this package opens a database session for those.
 
 from ._facts import CallFacts, LinkFacts, RunFacts
 from ._store import NamespaceStatus, NexusEndpoint, Store
+from ._summaries import forget_trees
 
 __all__ = [
     "CallFacts",
@@ -15,4 +16,5 @@ __all__ = [
     "NexusEndpoint",
     "RunFacts",
     "Store",
+    "forget_trees",
 ]

@@ -10,14 +10,23 @@ workflow types, workflow ids) and each member's root. A run that stopped being a
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from tracer.db import TreeEdge, TreeSummary, TreeTerm, WorkflowRun, insert_ignoring_duplicates
+from tracer.db import (
+    EdgeHour,
+    TreeEdge,
+    TreeSummary,
+    TreeTerm,
+    WorkflowRun,
+    insert_ignoring_duplicates,
+)
 from tracer.domain import NodeKind
 from tracer.query import (
     CallGraph,
@@ -28,7 +37,7 @@ from tracer.query import (
     latency_bucket,
 )
 
-__all__ = ["SUMMARY_BATCH", "TERM_FIELDS", "refresh_summaries"]
+__all__ = ["SUMMARY_BATCH", "TERM_FIELDS", "forget_trees", "hour_of", "refresh_summaries"]
 
 SUMMARY_BATCH = 500
 # The fields a search can match on any run of a tree, as stored in ``tree_terms.field``.
@@ -66,7 +75,7 @@ def refresh_summaries(session: Session, batch: int = SUMMARY_BATCH) -> int:
         # No longer roots: their runs now belong to the trees above them.
         fallen = [run for run in candidates if callers.get(run.id)]
         roots = [run for run in candidates if not callers.get(run.id)]
-        _delete_summaries(session, [run.id for run in fallen])
+        forget_trees(session, [run.id for run in fallen])
         todo = graph.roots_of(fallen) | _summarize(session, graph, roots)
     # A run written again while we worked stays dirty (its updated_at moved on).
     table = cast(Table, WorkflowRun.__table__)
@@ -86,11 +95,70 @@ def _runs(session: Session, pks: Iterable[int]) -> list[WorkflowRun]:
     return found
 
 
-def _delete_summaries(session: Session, root_pks: Sequence[int]) -> None:
+def forget_trees(session: Session, root_pks: Sequence[int]) -> None:
+    """Delete the summaries of these trees, and take their calls out of the hourly
+    totals. Whatever deletes a tree's runs (retention) calls this first."""
     for chunk in chunks(sorted(root_pks)):
+        rows = session.execute(
+            select(
+                TreeEdge.start_time,
+                TreeEdge.caller,
+                TreeEdge.callee,
+                TreeEdge.kind,
+                TreeEdge.failed,
+                TreeEdge.latency_bucket,
+            ).where(TreeEdge.root_pk.in_(chunk))
+        ).all()
+        _add_to_hours(session, [tuple(row) for row in rows], -1)
         session.execute(delete(TreeTerm).where(TreeTerm.root_pk.in_(chunk)))
         session.execute(delete(TreeEdge).where(TreeEdge.root_pk.in_(chunk)))
         session.execute(delete(TreeSummary).where(TreeSummary.root_pk.in_(chunk)))
+
+
+_EDGE_KEY = ("start_time", "caller", "callee", "kind", "failed", "latency_bucket")
+
+
+def _add_to_hours(session: Session, edges: Sequence[tuple[Any, ...]], sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) calls ``(start, caller, callee, kind, failed,
+    bucket)`` to or from the hourly totals."""
+    if not edges:
+        return
+    totals = Counter(
+        (hour_of(start), caller, callee, kind, bool(failed), -1 if bucket is None else bucket)
+        for start, caller, callee, kind, failed, bucket in edges
+    )
+    rows = [
+        {
+            "hour": key[0],
+            "caller": key[1],
+            "callee": key[2],
+            "kind": key[3],
+            "failed": key[4],
+            "latency_bucket": key[5],
+            "calls": sign * count,
+        }
+        for key, count in totals.items()
+    ]
+    table = cast(Table, EdgeHour.__table__)
+    insert_: Any = (
+        postgresql.insert(table)
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert(table)
+    )
+    key = ["hour", "caller", "callee", "kind", "failed", "latency_bucket"]
+    session.execute(
+        insert_.on_conflict_do_update(
+            index_elements=key, set_={"calls": table.c.calls + insert_.excluded.calls}
+        ),
+        rows,
+    )
+    if sign < 0:
+        session.execute(delete(EdgeHour).where(EdgeHour.calls <= 0))
+
+
+def hour_of(moment: datetime) -> datetime:
+    """The start of the hour ``moment`` falls in."""
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def _summarize(session: Session, graph: CallGraph, roots: Sequence[WorkflowRun]) -> set[int]:
@@ -117,7 +185,7 @@ def _summarize(session: Session, graph: CallGraph, roots: Sequence[WorkflowRun])
         )
     root_pks = {root.id for root in roots}
     # Runs that were roots and are members now, and the roots redone here, lose their rows.
-    _delete_summaries(session, sorted(set(tree_of)))
+    forget_trees(session, sorted(set(tree_of)))
     now = datetime.now(UTC)
     summaries: list[dict[str, Any]] = []
     terms: list[dict[str, Any]] = []
@@ -172,4 +240,19 @@ def _summarize(session: Session, graph: CallGraph, roots: Sequence[WorkflowRun])
     insert_ignoring_duplicates(session, TreeTerm, terms)
     if edges:
         session.execute(insert(TreeEdge), edges)
+        _add_to_hours(
+            session,
+            [
+                (
+                    e["start_time"],
+                    e["caller"],
+                    e["callee"],
+                    e["kind"],
+                    e["failed"],
+                    e["latency_bucket"],
+                )
+                for e in edges
+            ],
+            1,
+        )
     return previous - root_pks
