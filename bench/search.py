@@ -215,7 +215,9 @@ class Case:
 
 
 def cases(truth: list[Tree]) -> list[Case]:
-    """The filters the search page offers, alone and combined."""
+    """The filters the search page offers, alone and combined. Windows and open durations
+    are relative to now, so the truth is taken now (filling takes a while)."""
+    now = datetime.now(UTC)
     deep = truth[len(truth) // 2].index
     old_from, old_to = NOW - timedelta(days=41), NOW - timedelta(days=40)
 
@@ -224,7 +226,7 @@ def cases(truth: list[Tree]) -> list[Case]:
 
     def lasting(tree: Tree, seconds: float) -> bool:
         if tree.caller_s is None:
-            return (NOW - tree.start).total_seconds() >= seconds
+            return (now - tree.start).total_seconds() >= seconds
         return tree.caller_s >= seconds
 
     return [
@@ -237,7 +239,11 @@ def cases(truth: list[Tree]) -> list[Case]:
         ),
         Case("status=failed", {"status": "failed"}, lambda t: t.status == Status.FAILED),
         Case("deep workflow id", {"workflow_id": f"d-{deep}"}, lambda t: t.index == deep),
-        Case("window 1h", {"window": "1h"}, lambda t: t.start >= NOW - timedelta(hours=1)),
+        Case(
+            "last hour",
+            {"since": iso(now - timedelta(hours=1))},
+            lambda t: t.start >= now - timedelta(hours=1),
+        ),
         Case(
             "old range",
             {"since": iso(old_from), "until": iso(old_to)},
@@ -255,9 +261,9 @@ def cases(truth: list[Tree]) -> list[Case]:
             lambda t: "LedgerWorkflow" in t.types and "ns5" in t.namespaces,
         ),
         Case(
-            "type+window 7d",
-            {"workflow_type": "Order2Workflow", "window": "7d"},
-            lambda t: "Order2Workflow" in t.types and t.start >= NOW - timedelta(days=7),
+            "type+last 7d",
+            {"workflow_type": "Order2Workflow", "since": iso(now - timedelta(days=7))},
+            lambda t: "Order2Workflow" in t.types and t.start >= now - timedelta(days=7),
         ),
     ]
 

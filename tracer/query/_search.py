@@ -135,6 +135,13 @@ def _term(term: Any, field: str, value: str) -> ColumnElement[bool]:
     return and_(term.field == field, term.value == value)
 
 
+def _term_count(session: Session, field: str, value: str) -> int:
+    term = aliased(TreeTerm)
+    return (
+        session.scalar(select(func.count()).select_from(term).where(_term(term, field, value))) or 0
+    )
+
+
 def search_traces(session: Session, criteria: TraceFilter) -> TracePage:
     """Call trees matching ``criteria``, newest root first, with the exact total."""
     now = datetime.now(UTC)
@@ -148,6 +155,9 @@ def search_traces(session: Session, criteria: TraceFilter) -> TracePage:
         )
         if value
     ]
+    if len(terms) > 1:
+        # Drive from the rarest term; the others are checked per tree it finds.
+        terms.sort(key=lambda term: _term_count(session, *term))
     conditions: list[ColumnElement[bool]] = []
     query = select(summary)
     count = select(func.count()).select_from(summary)
