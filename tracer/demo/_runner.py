@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -233,7 +234,10 @@ async def _wait_linked(collector: Collector, outcomes: list[OrderOutcome]) -> No
     waiting = {outcome.order_id for outcome in outcomes}
     while waiting and time.monotonic() < deadline:
         for order_id in list(waiting):
-            root = await asyncio.to_thread(collector.store.tree, ORDERS_NAMESPACE, order_id)
+            # The demo's own read: it sees every namespace it started.
+            root = await asyncio.to_thread(
+                functools.partial(collector.store.tree, ORDERS_NAMESPACE, order_id, scope=None)
+            )
             if (
                 root is not None
                 and root.status != "running"

@@ -6,13 +6,14 @@ values. Nothing above this package opens a database session for those.
 """
 
 from ._facts import CallFacts, LinkFacts, RunFacts
-from ._store import NamespaceStatus, NexusEndpoint, Store
+from ._store import NamespaceStatus, NexusEndpoint, NodeDetail, Store
 
 __all__ = [
     "CallFacts",
     "LinkFacts",
     "NamespaceStatus",
     "NexusEndpoint",
+    "NodeDetail",
     "RunFacts",
     "Store",
 ]

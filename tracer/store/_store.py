@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,20 +25,23 @@ from tracer.db import (
 )
 from tracer.query import (
     NamespaceMap,
+    Scope,
     SpanInfo,
     TraceFilter,
     TracePage,
     TreeNode,
+    Visible,
     build_tree,
     namespace_map,
     search_traces,
+    spans_for_node,
     spans_for_tree,
 )
 
 from ._facts import RunFacts
 from ._summaries import refresh_summaries
 
-__all__ = ["NamespaceStatus", "NexusEndpoint", "Store"]
+__all__ = ["NamespaceStatus", "NexusEndpoint", "NodeDetail", "Store"]
 
 
 def _now() -> datetime:
@@ -52,6 +55,26 @@ class NexusEndpoint:
     name: str
     namespace: str
     task_queue: str
+
+
+@dataclass(frozen=True)
+class NodeDetail:
+    """One node of a call tree with what its detail panel shows, as a viewer may see it.
+
+    Attributes:
+        root: The whole (redacted) tree the node belongs to.
+        node: The node, the ``index``-th of the tree in depth-first order.
+        parent: The node it hangs off (``None`` for the root).
+        spans: Its spans, visible ones only, earliest first.
+        endpoints: Known Nexus endpoints; the task queue of one whose namespace the viewer
+            may not see is empty.
+    """
+
+    root: TreeNode
+    node: TreeNode
+    parent: TreeNode | None
+    spans: list[SpanInfo]
+    endpoints: list[NexusEndpoint]
 
 
 @dataclass(frozen=True)
@@ -82,6 +105,11 @@ class Store:
     """The SQL store behind an engine (SQLite or PostgreSQL): every write, and every read
     the UI and API make, returning plain values.
 
+    Every read the UI and API make takes the viewer's ``scope`` (a
+    :class:`tracer.query.Scope`, the namespaces it may see, or ``None`` for all of them)
+    and returns only what that viewer may see: the redaction rule of
+    :mod:`tracer.query._visibility`, applied here so no page has to.
+
     Its methods block on the database: from async code, call them in a worker thread
     (``asyncio.to_thread``).
     """
@@ -99,27 +127,79 @@ class Store:
 
     # --- reads for the UI and API --------------------------------------------------
 
-    def tree(self, namespace: str, workflow_id: str, run_id: str | None = None) -> TreeNode | None:
-        """The whole call tree holding a workflow (its latest run, or ``run_id``)."""
+    def tree(
+        self, namespace: str, workflow_id: str, run_id: str | None = None, *, scope: Visible
+    ) -> TreeNode | None:
+        """The whole call tree holding a workflow (its latest run, or ``run_id``), as
+        ``scope`` may see it; ``None`` when there is none, or when the workflow's own
+        namespace is hidden."""
+        seen = Scope.of(scope)
+        if not seen.sees(namespace):
+            return None
         with self.session() as session:
-            return build_tree(session, namespace, workflow_id, run_id)
+            tree = build_tree(session, namespace, workflow_id, run_id)
+            return seen.tree(tree) if tree is not None else None
 
     def tree_with_spans(
-        self, namespace: str, workflow_id: str, run_id: str | None = None
+        self, namespace: str, workflow_id: str, run_id: str | None = None, *, scope: Visible
     ) -> tuple[TreeNode, list[SpanInfo]] | None:
-        """The call tree and the spans that belong to it, read in one session."""
+        """The call tree and the spans that belong to it, read in one session, as
+        ``scope`` may see them (see :meth:`tree`)."""
+        seen = Scope.of(scope)
+        if not seen.sees(namespace):
+            return None
         with self.session() as session:
             tree = build_tree(session, namespace, workflow_id, run_id)
             if tree is None:
                 return None
-            return tree, spans_for_tree(session, tree)
+            return seen.tree(tree), seen.spans(spans_for_tree(session, tree))
 
-    def search(self, criteria: TraceFilter) -> TracePage:
-        """A page of call trees matching ``criteria``, from summaries that include every
-        write made before the call."""
-        self.refresh_summaries()
+    def tree_node(
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None = None,
+        *,
+        index: int,
+        scope: Visible,
+    ) -> NodeDetail | None:
+        """The ``index``-th node (depth first) of the tree holding a workflow, with its
+        spans, as ``scope`` may see it: a hidden node keeps its structure and has no span.
+        ``None`` when there is no such tree or node (see :meth:`tree`)."""
+        seen = Scope.of(scope)
+        if not seen.sees(namespace) or index < 0:
+            return None
         with self.session() as session:
-            return search_traces(session, criteria)
+            tree = build_tree(session, namespace, workflow_id, run_id)
+            if tree is None:
+                return None
+            root = seen.tree(tree)
+            found = _nth(root, index)
+            if found is None:
+                return None
+            node, parent = found
+            spans: list[SpanInfo] = []
+            if seen.sees(node.namespace):
+                spans = seen.spans(spans_for_node(session, node, parent))
+            endpoints = [
+                endpoint if seen.sees(endpoint.namespace) else replace(endpoint, task_queue="")
+                for endpoint in self._endpoints(session)
+            ]
+            return NodeDetail(root, node, parent, spans, endpoints)
+
+    def search(self, criteria: TraceFilter, *, scope: Visible) -> TracePage:
+        """A page of call trees matching ``criteria``, from summaries that include every
+        write made before the call, as ``scope`` may see them: only trees that touch a
+        visible namespace, ids and types matched in visible namespaces only."""
+        seen = Scope.of(scope)
+        self.refresh_summaries()
+        visible = criteria.visible_namespaces
+        if seen.namespaces is not None:
+            visible = seen.namespaces if visible is None else visible & seen.namespaces
+        scoped = replace(criteria, visible_namespaces=visible)
+        with self.session() as session:
+            page = search_traces(session, scoped)
+        return replace(page, rows=[seen.summary(row) for row in page.rows])
 
     def refresh_summaries(self, *, max_runs: int | None = None) -> int:
         """Bring tree summaries up to date with every run written so far; return how many
@@ -134,12 +214,11 @@ class Store:
                     break
         return done
 
-    def tree_entry(
-        self, root_pk: int, visible: frozenset[str] | None = None
-    ) -> tuple[str, str, str] | None:
+    def tree_entry(self, root_pk: int, *, scope: Visible) -> tuple[str, str, str] | None:
         """``(namespace, workflow_id, run_id)`` of a run to open a search row's tree at:
         its root, or for a viewer who cannot see the root's namespace, the first run of
         the tree in a namespace it sees (``None`` when there is none)."""
+        visible = Scope.of(scope).namespaces
         with self.session() as session:
             query = select(WorkflowRun.namespace, WorkflowRun.workflow_id, WorkflowRun.run_id)
             root = session.execute(query.where(WorkflowRun.id == root_pk)).first()
@@ -155,25 +234,44 @@ class Store:
             return (member[0], member[1], member[2]) if member is not None else None
 
     def namespace_map(
-        self, since: datetime | None = None, until: datetime | None = None
+        self, since: datetime | None = None, until: datetime | None = None, *, scope: Visible
     ) -> NamespaceMap:
-        """Calls between namespaces in the window, with every linked namespace as a node."""
+        """Calls between namespaces in the window, with every linked namespace as a node,
+        as ``scope`` may see them: calls between two hidden namespaces are left out, and a
+        hidden namespace the collector does not link is named ``(hidden)``."""
+        seen = Scope.of(scope)
         self.refresh_summaries()
         with self.session() as session:
-            names = session.scalars(select(NamespaceState.namespace)).all()
-            return namespace_map(session, since=since, until=until, namespaces=names)
+            linked = frozenset(session.scalars(select(NamespaceState.namespace)).all())
+            found = namespace_map(
+                session,
+                since=since,
+                until=until,
+                namespaces=[name for name in linked if seen.sees(name)],
+                edge_view=lambda caller, callee: seen.map_edge(caller, callee, linked),
+            )
+        return found
+
+    def linker_status(self, *, scope: Visible) -> list[NamespaceStatus]:
+        """The linker's state in each namespace ``scope`` may see, by name."""
+        seen = Scope.of(scope)
+        return [state for state in self.namespace_states() if seen.sees(state.namespace)]
 
     def endpoints(self) -> list[NexusEndpoint]:
-        """The known Nexus endpoints, by name."""
+        """The known Nexus endpoints, by name (the linker's and the operator's view)."""
         with self.session() as session:
-            rows = session.execute(
-                select(
-                    NexusEndpointRow.name,
-                    NexusEndpointRow.target_namespace,
-                    NexusEndpointRow.target_task_queue,
-                ).order_by(NexusEndpointRow.name)
-            )
-            return [NexusEndpoint(name, namespace, queue) for name, namespace, queue in rows]
+            return self._endpoints(session)
+
+    @staticmethod
+    def _endpoints(session: Session) -> list[NexusEndpoint]:
+        rows = session.execute(
+            select(
+                NexusEndpointRow.name,
+                NexusEndpointRow.target_namespace,
+                NexusEndpointRow.target_task_queue,
+            ).order_by(NexusEndpointRow.name)
+        )
+        return [NexusEndpoint(name, namespace, queue) for name, namespace, queue in rows]
 
     def lease_owners(self) -> dict[str, str]:
         """Namespace (or other leased work) -> description of the live collector doing it."""
@@ -347,3 +445,16 @@ def _save_in(session: Session, facts: RunFacts, now: datetime) -> None:
     insert_ignoring_duplicates(
         session, Link, [{**asdict(link), "created_at": now} for link in facts.links]
     )
+
+
+def _nth(root: TreeNode, index: int) -> tuple[TreeNode, TreeNode | None] | None:
+    """The ``index``-th node of the tree in depth-first order, and its parent."""
+    stack: list[tuple[TreeNode, TreeNode | None]] = [(root, None)]
+    seen = 0
+    while stack:
+        node, parent = stack.pop()
+        if seen == index:
+            return node, parent
+        seen += 1
+        stack.extend((child, node) for child in reversed(node.children))
+    return None
