@@ -20,7 +20,7 @@ from ._ports import ensure_port_free
 from ._process import freeze_startup_heap
 from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 from .export import ExportDestination, Exporter, export_lease
-from .ingest import create_receiver_app
+from .ingest import SpanLimits, create_receiver_app
 from .jobs import RETENTION_LEASE, LeaseKeeper, run_retention, run_summaries
 from .link import Connections, HistoryLinker, load_connect_configs
 from .store import Store
@@ -48,6 +48,10 @@ class ServeSettings:
     export_endpoints: list[ExportDestination] = field(default_factory=list)
     # Trees (and spans) that ended longer ago than this are deleted; None keeps everything.
     retention: timedelta | None = None
+    # The bearer token OTLP exports must carry; None lets whoever reaches the port send.
+    otlp_token: str | None = None
+    # What the receiver keeps of each span (OpenTelemetry's OTEL_*_LIMIT variables).
+    span_limits: SpanLimits = field(default_factory=SpanLimits.from_env)
 
 
 @dataclass
@@ -100,7 +104,11 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     )
     servers = [
         _http_server(create_app(store, web_settings), settings.host, settings.port),
-        _http_server(create_receiver_app(store), settings.host, settings.otlp_port),
+        _http_server(
+            create_receiver_app(store, token=settings.otlp_token, limits=settings.span_limits),
+            settings.host,
+            settings.otlp_port,
+        ),
     ]
     freeze_startup_heap()
     stop = asyncio.Event()

@@ -45,6 +45,24 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
 
 
+def _otlp_token(path: Path | None) -> str | None:
+    """The OTLP receiver's bearer token: from the token file, else from
+    ``TEMPORAL_TRACER_OTLP_TOKEN``; ``None`` when neither is set.
+
+    Raises:
+        ValueError: The file cannot be read or holds no token.
+    """
+    if path is None:
+        return _env("TEMPORAL_TRACER_OTLP_TOKEN")
+    try:
+        token = path.read_text().strip()
+    except OSError as err:
+        raise ValueError(f"--otlp-token-file {path}: {err.strerror or err}") from None
+    if not token or any(char.isspace() for char in token):
+        raise ValueError(f"--otlp-token-file {path}: one token, no spaces, on one line")
+    return token
+
+
 def _add_db_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
@@ -160,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
         "reaches it (env TEMPORAL_TRACER_TOKENS_FILE)",
     )
     serve.add_argument(
+        "--otlp-token-file",
+        type=Path,
+        default=_env("TEMPORAL_TRACER_OTLP_TOKEN_FILE"),
+        metavar="FILE",
+        help="a file holding the bearer token every OTLP export must carry (exporters: "
+        "OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%%20<token>); without it or "
+        "TEMPORAL_TRACER_OTLP_TOKEN, whoever reaches --otlp-port may send spans "
+        "(env TEMPORAL_TRACER_OTLP_TOKEN_FILE)",
+    )
+    serve.add_argument(
         "--retention",
         default=_env("TEMPORAL_TRACER_RETENTION"),
         metavar="DURATION",
@@ -206,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._service import ServeSettings, serve_forever
             from .db import DEFAULT_DB_URL
             from .export import parse_export_endpoints
+            from .ingest import SpanLimits
             from .jobs import parse_duration
 
             namespaces = args.namespaces or _env_list("TEMPORAL_TRACER_NAMESPACES")
@@ -217,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.export_endpoints or _env("TEMPORAL_TRACER_EXPORT_ENDPOINTS")
                 )
                 retention = parse_duration(args.retention) if args.retention else None
+                otlp_token = _otlp_token(args.otlp_token_file)
+                span_limits = SpanLimits.from_env()
             except ValueError as err:
                 print(f"temporal-tracer serve: {err}", file=sys.stderr)
                 return 2
@@ -233,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 retention=retention,
                 tokens_file=args.tokens_file,
                 export_endpoints=export_endpoints,
+                otlp_token=otlp_token,
+                span_limits=span_limits,
             )
             run_until_signalled(serve_forever(settings))
             return 0

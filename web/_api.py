@@ -171,6 +171,9 @@ def _span_json(span: SpanInfo) -> dict[str, Any]:
         "status_message": span.status_message,
         "namespace": span.namespace,
         "attributes": span.attributes,
+        "dropped_attributes_count": span.dropped_attributes,
+        "dropped_events_count": span.dropped_events,
+        "dropped_links_count": span.dropped_links,
     }
 
 

@@ -1,5 +1,6 @@
 """Receiving spans: OTLP decoding and the OTLP/HTTP receiver that stores them."""
 
+from ._limits import DEFAULT_SPAN_LIMITS, SpanLimits
 from ._otlp import (
     BodyTooLargeError,
     DecodedSpans,
@@ -15,10 +16,12 @@ from ._receiver import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PENDING, create_recei
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_PENDING",
+    "DEFAULT_SPAN_LIMITS",
     "BodyTooLargeError",
     "DecodedSpans",
     "Encoding",
     "OtlpDecodeError",
+    "SpanLimits",
     "create_receiver_app",
     "decode_export_request",
     "decompress_gzip",

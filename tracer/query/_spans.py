@@ -38,6 +38,10 @@ class SpanInfo:
     workflow_id: str | None
     run_id: str | None
     request_id: str | None
+    # What the sender or the receiver's span limits dropped.
+    dropped_attributes: int = 0
+    dropped_events: int = 0
+    dropped_links: int = 0
 
     @property
     def activity_id(self) -> str | None:
@@ -65,6 +69,9 @@ def _info(span: Span) -> SpanInfo:
         workflow_id=span.workflow_id,
         run_id=span.run_id,
         request_id=span.request_id,
+        dropped_attributes=span.dropped_attributes_count,
+        dropped_events=span.dropped_events_count,
+        dropped_links=span.dropped_links_count,
     )
 
 
