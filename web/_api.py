@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from tracer.domain import ExecutionStatus
 from tracer.query import Scope, SpanInfo, TraceSummary, TreeNode, figures_of, iso_time
@@ -42,34 +43,48 @@ def healthz() -> dict[str, str]:
 
 
 @api_router.get("/readyz", tags=["health"])
-def readyz(request: Request) -> dict[str, str]:
-    """200 when the store answers; 503 otherwise."""
-    try:
-        store_of(request).ping()
-    except Exception as err:  # any database failure means "not ready"
-        raise HTTPException(status_code=503, detail=f"store unavailable: {err}") from err
-    return {"status": "ready"}
+def readyz(request: Request) -> JSONResponse:
+    """200 when the collector can do its job; 503 naming the failing checks otherwise:
+    ``store`` (a write cannot be committed), ``database_file`` (the SQLite file written
+    to is not the one at its path, so a restart would lose what is written now) or
+    ``temporal`` (no linked namespace was reached lately). ``/api/namespaces`` says why.
+    """
+    readiness = store_of(request).readiness()
+    if readiness.ready:
+        return JSONResponse({"status": "ready"})
+    # Public route: names the checks, not the paths and errors behind them.
+    return JSONResponse({"status": "not ready", "failing": readiness.failing}, status_code=503)
 
 
 @api_router.get("/api/namespaces", tags=["linker"])
-def namespaces(request: Request) -> dict[str, list[dict[str, Any]]]:
-    """The linker's state in each configured namespace, and which collector links it."""
+def namespaces(request: Request) -> JSONResponse:
+    """The linker's state in each configured namespace, which collector links it, and the
+    collector's readiness (each check ``"ok"`` or its problem); 503 when the store cannot
+    be read at all."""
     store = store_of(request)
-    owners = store.lease_owners()
-    return {
-        "namespaces": [
-            {
-                "namespace": state.namespace,
-                "status": state.status,
-                "last_error": state.last_error,
-                "last_poll_at": state.last_poll_at.isoformat() if state.last_poll_at else None,
-                "close_cursor": state.close_cursor.isoformat() if state.close_cursor else None,
-                "runs_linked": state.runs_linked,
-                "linked_by": owners.get(state.namespace),
-            }
-            for state in store.linker_status(scope=viewer_of(request).namespaces)
-        ]
-    }
+    readiness = store.readiness()
+    try:
+        owners = store.lease_owners()
+        states = store.linker_status(scope=viewer_of(request).namespaces)
+    except SQLAlchemyError:
+        return JSONResponse({"readiness": readiness.to_json(), "namespaces": []}, 503)
+    return JSONResponse(
+        {
+            "readiness": readiness.to_json(),
+            "namespaces": [
+                {
+                    "namespace": state.namespace,
+                    "status": state.status,
+                    "last_error": state.last_error,
+                    "last_poll_at": state.last_poll_at.isoformat() if state.last_poll_at else None,
+                    "close_cursor": state.close_cursor.isoformat() if state.close_cursor else None,
+                    "runs_linked": state.runs_linked,
+                    "linked_by": owners.get(state.namespace),
+                }
+                for state in states
+            ],
+        }
+    )
 
 
 def _tree_params(

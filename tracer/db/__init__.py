@@ -5,7 +5,13 @@ The lowest layer of the collector: it knows tables, not call trees. :mod:`tracer
 reads through it and :mod:`tracer.store` writes through it.
 """
 
-from ._engine import DEFAULT_DB_URL, alembic_config, create_db_engine, upgrade_database
+from ._engine import (
+    DEFAULT_DB_URL,
+    DatabaseFile,
+    alembic_config,
+    create_db_engine,
+    upgrade_database,
+)
 from ._models import (
     Base,
     Call,
@@ -45,6 +51,7 @@ __all__ = [
     "Base",
     "Call",
     "CollectorInstance",
+    "DatabaseFile",
     "ExportCursor",
     "ExportRun",
     "Link",

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tracer.store import Store
+from tracer.store import Store, StoreUnavailableError
 
 from ._limits import DEFAULT_SPAN_LIMITS, SpanLimits
 from ._otlp import (
@@ -97,6 +97,8 @@ class _Receiver:
         self.token = token.encode() if token else None
         self.limits = limits
         self.pending = 0
+        # Why the last write failed, to log each outage once rather than per request.
+        self.outage: str | None = None
         # Decoding and writing are separate steps in separate threads, so one request is
         # decoded while the previous one is in SQLite (which releases the GIL).
         self.decoders = anyio.CapacityLimiter(2)
@@ -139,6 +141,11 @@ class _Receiver:
         return scheme.lower() == "bearer" and hmac.compare_digest(
             presented.strip().encode(), self.token
         )
+
+    def _outage(self, reason: str) -> None:
+        if self.outage is None:
+            logger.warning("OTLP receiver cannot store spans (answering 503): %s", reason)
+        self.outage = reason
 
     async def traces(self, request: Request) -> Response:
         """Handle ``/v1/traces``."""
@@ -208,13 +215,17 @@ class _Receiver:
             return _error(413, _RESOURCE_EXHAUSTED, str(err), encoding)
         except OtlpDecodeError as err:
             return _error(400, _INVALID_ARGUMENT, str(err), encoding)
-        except OperationalError as err:
-            # Locked or unreachable database: a transient condition the exporter retries.
-            logger.warning("OTLP receiver could not store spans: %s", err.orig)
+        except (OperationalError, StoreUnavailableError) as err:
+            # Locked or unreachable database, or a SQLite file a restart would not open:
+            # never acknowledged, so the exporter retries it.
+            self._outage(str(getattr(err, "orig", None) or err))
             return _overloaded("the span store is unavailable, retry later", encoding)
         except Exception:
             logger.exception("OTLP receiver failed to store spans")
             return _error(500, _INTERNAL, "internal error while storing spans", encoding)
+        if self.outage is not None:
+            logger.info("OTLP receiver stores spans again")
+            self.outage = None
         return Response(
             encode_export_response(decoded.rejected, decoded.error_message, encoding),
             media_type=_MEDIA_TYPES[encoding],

@@ -6,14 +6,25 @@ values. Nothing above this package opens a database session for those.
 """
 
 from ._facts import CallFacts, LinkFacts, RunFacts
-from ._store import NamespaceStatus, NexusEndpoint, NodeDetail, Store
+from ._store import (
+    LINKER_STALE_AFTER,
+    NamespaceStatus,
+    NexusEndpoint,
+    NodeDetail,
+    Readiness,
+    Store,
+    StoreUnavailableError,
+)
 
 __all__ = [
+    "LINKER_STALE_AFTER",
     "CallFacts",
     "LinkFacts",
     "NamespaceStatus",
     "NexusEndpoint",
     "NodeDetail",
+    "Readiness",
     "RunFacts",
     "Store",
+    "StoreUnavailableError",
 ]

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, text
+from sqlalchemy import Engine, delete, event, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tracer.db import (
     Call,
     CollectorInstance,
+    DatabaseFile,
     Link,
     NamespaceLease,
     NamespaceState,
     NexusEndpointRow,
     Span,
+    StoreProbe,
     WorkflowRun,
     insert_ignoring_duplicates,
 )
@@ -41,7 +44,71 @@ from tracer.query import (
 from ._facts import RunFacts
 from ._summaries import refresh_summaries
 
-__all__ = ["NamespaceStatus", "NexusEndpoint", "NodeDetail", "Store"]
+__all__ = [
+    "LINKER_STALE_AFTER",
+    "NamespaceStatus",
+    "NexusEndpoint",
+    "NodeDetail",
+    "Readiness",
+    "Store",
+    "StoreUnavailableError",
+]
+
+LINKER_STALE_AFTER = timedelta(minutes=2)
+"""A namespace the linker has not polled successfully for this long is not reachable."""
+
+
+class StoreUnavailableError(Exception):
+    """A write may not survive a restart: the SQLite file this process writes to is no
+    longer the file at its path (deleted, moved or replaced)."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the collector can do its job, and if not, why.
+
+    Attributes:
+        store: Why the store cannot commit a write (``None``: it can).
+        database_file: Why the SQLite file written to is not the one a restart would open.
+        temporal: Why no linked namespace is reachable (``None`` also when the store has
+            no linked namespace at all: a UI over a store nobody links).
+    """
+
+    store: str | None = None
+    database_file: str | None = None
+    temporal: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether every check passed."""
+        return self.store is None and self.database_file is None and self.temporal is None
+
+    @property
+    def failing(self) -> list[str]:
+        """The names of the checks that failed."""
+        return [
+            name
+            for name, problem in (
+                ("store", self.store),
+                ("database_file", self.database_file),
+                ("temporal", self.temporal),
+            )
+            if problem is not None
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        """Each check as ``"ok"`` or its problem, and ``ready``."""
+        return {
+            "ready": self.ready,
+            "store": self.store or "ok",
+            "database_file": self.database_file or "ok",
+            "temporal": self.temporal or "ok",
+        }
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text_ = " ".join(str(getattr(err, "orig", None) or err).split())
+    return f"{type(err).__name__}: {text_[:limit]}"
 
 
 def _now() -> datetime:
@@ -119,11 +186,85 @@ class Store:
         self.session = sessionmaker(engine, expire_on_commit=False)
         # One summarizer per process at a time; across processes, SKIP LOCKED shares.
         self._summarizing = threading.Lock()
+        self.file = DatabaseFile.of(engine)
+        if self.file is not None:
+            event.listen(engine, "do_connect", self._refuse_another_file)
+
+    def _refuse_another_file(self, *_: Any) -> None:
+        # Opening the path now would create (or open) a database a restart would not
+        # find our writes in: fail the connection instead.
+        assert self.file is not None
+        problem = self.file.problem()
+        if problem is not None:
+            raise sqlite3.OperationalError(problem)
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreUnavailableError` when the SQLite file written to is no
+        longer the file at its path (nothing to check on PostgreSQL)."""
+        problem = self.file.problem() if self.file is not None else None
+        if problem is not None:
+            raise StoreUnavailableError(problem)
 
     def ping(self) -> None:
         """Raise unless the database answers a query."""
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+    def probe_write(self) -> None:
+        """Commit a write (the readiness probe row), as a new connection would.
+
+        Raises:
+            StoreUnavailableError: The SQLite file is not the one at its path.
+            Exception: Whatever the database raised.
+        """
+        self.check_file()
+        if self.file is not None:
+            self.file.probe_write()
+            self.check_file()
+            return
+        now = _now()
+        with self.session.begin() as session:
+            updated = session.execute(
+                update(StoreProbe).where(StoreProbe.name == "readiness").values(written_at=now)
+            )
+            if not getattr(updated, "rowcount", 0):
+                insert_ignoring_duplicates(
+                    session, StoreProbe, [{"name": "readiness", "written_at": now}]
+                )
+
+    def readiness(self, *, stale_after: timedelta = LINKER_STALE_AFTER) -> Readiness:
+        """Whether the store commits, its file is the one a restart opens, and some linked
+        namespace was reached lately (see :class:`Readiness`)."""
+        file_problem = self.file.problem() if self.file is not None else None
+        store_problem = None
+        try:
+            self.probe_write()
+        except StoreUnavailableError:
+            pass  # reported as the file's problem
+        except Exception as err:  # any failure to commit means "not ready"
+            store_problem = f"cannot commit a write: {_one_line(err)}"
+        temporal = None
+        try:
+            states = self.namespace_states()
+        except Exception as err:
+            states = []
+            store_problem = store_problem or f"cannot read: {_one_line(err)}"
+        now = _now()
+        fresh = [
+            state
+            for state in states
+            if state.status == "ok"
+            and state.last_poll_at is not None
+            and now - state.last_poll_at < stale_after
+        ]
+        if states and not fresh:
+            # Which namespace failed how is in each namespace's state, for who may see it.
+            minutes = stale_after.total_seconds() / 60
+            temporal = (
+                f"no linked namespace is reachable: none of {len(states)} was polled "
+                f"successfully in the last {minutes:g} min"
+            )
+        return Readiness(store_problem, file_problem, temporal)
 
     # --- reads for the UI and API --------------------------------------------------
 
@@ -300,9 +441,11 @@ class Store:
 
     def _save_runs(self, runs: Sequence[RunFacts]) -> None:
         now = _now()
+        self.check_file()
         with self.session.begin() as session:
             for facts in runs:
                 _save_in(session, facts, now)
+        self.check_file()
 
     def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """``run_id -> (status, history_length)`` for those of ``run_ids`` that are stored."""
@@ -337,11 +480,18 @@ class Store:
 
         Args:
             rows: Rows of the ``spans`` table, as the OTLP decoder makes them.
+
+        Raises:
+            StoreUnavailableError: The SQLite file written to is no longer the file at its
+                path, before or after the commit: a restart would not find these spans.
         """
         if not rows:
             return
+        self.check_file()
         with self.session.begin() as session:
             insert_ignoring_duplicates(session, Span, rows)
+        # Checked after the commit too: the folder may have gone while it was written.
+        self.check_file()
 
     # --- namespace state -----------------------------------------------------------
 
