@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
-from web import WebSettings, create_app
+from web import LOCAL_HOSTS, WebSettings, create_app
 
 from ._ports import ensure_port_free
 from ._process import freeze_startup_heap
@@ -25,7 +26,13 @@ from .jobs import RETENTION_LEASE, LeaseKeeper, run_retention, run_summaries
 from .link import Connections, HistoryLinker, load_connect_configs
 from .store import Store
 
-__all__ = ["Collector", "ServeSettings", "run_collector", "serve_forever"]
+__all__ = [
+    "Collector",
+    "ServeSettings",
+    "default_allowed_hosts",
+    "run_collector",
+    "serve_forever",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +59,22 @@ class ServeSettings:
     otlp_token: str | None = None
     # What the receiver keeps of each span (OpenTelemetry's OTEL_*_LIMIT variables).
     span_limits: SpanLimits = field(default_factory=SpanLimits.from_env)
+    # Host names the UI answers to; None: the names of the bound address.
+    allowed_hosts: list[str] | None = None
+    # Proxies whose X-Forwarded-For/-Proto uvicorn trusts; None: uvicorn's default
+    # (FORWARDED_ALLOW_IPS, else 127.0.0.1).
+    forwarded_allow_ips: str | None = None
+
+
+def default_allowed_hosts(host: str) -> list[str]:
+    """The host names a UI bound to ``host`` is reached by: the loopback names, the bound
+    address itself and, bound to every interface, this machine's own names."""
+    names = [*LOCAL_HOSTS]
+    if host in ("", "0.0.0.0", "::"):
+        names += [socket.gethostname(), socket.getfqdn()]
+    else:
+        names.append(host)
+    return list(dict.fromkeys(name.lower() for name in names if name))
 
 
 @dataclass
@@ -64,9 +87,19 @@ class Collector:
     otlp_url: str
 
 
-def _http_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
+def _http_server(
+    app: ASGIApp, host: str, port: int, forwarded_allow_ips: str | None = None
+) -> uvicorn.Server:
     return uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
     )
 
 
@@ -101,9 +134,15 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         temporal_ui_urls={"*": settings.temporal_ui_url} if settings.temporal_ui_url else {},
         tokens_file=settings.tokens_file,
         connections=connections,
+        allowed_hosts=settings.allowed_hosts or default_allowed_hosts(settings.host),
     )
     servers = [
-        _http_server(create_app(store, web_settings), settings.host, settings.port),
+        _http_server(
+            create_app(store, web_settings),
+            settings.host,
+            settings.port,
+            settings.forwarded_allow_ips,
+        ),
         _http_server(
             create_receiver_app(store, token=settings.otlp_token, limits=settings.span_limits),
             settings.host,

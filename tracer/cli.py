@@ -178,6 +178,24 @@ def build_parser() -> argparse.ArgumentParser:
         "reaches it (env TEMPORAL_TRACER_TOKENS_FILE)",
     )
     serve.add_argument(
+        "--allowed-hosts",
+        default=_env("TEMPORAL_TRACER_ALLOWED_HOSTS"),
+        metavar="NAMES",
+        help="comma-separated host names the UI answers to (the Host header; '*' for any, "
+        "'*.example.com' for subdomains); others get 400, against DNS rebinding (env "
+        "TEMPORAL_TRACER_ALLOWED_HOSTS; default: 127.0.0.1, localhost, ::1 and --host, or "
+        "this machine's names when --host binds every interface)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=_env("TEMPORAL_TRACER_FORWARDED_ALLOW_IPS"),
+        metavar="IPS",
+        help="comma-separated proxy addresses whose X-Forwarded-For and X-Forwarded-Proto "
+        "are trusted (uvicorn's option; '*' trusts any): the client address failed logins "
+        "are counted by, and HTTPS for the Secure cookie (env "
+        "TEMPORAL_TRACER_FORWARDED_ALLOW_IPS; default: uvicorn's, 127.0.0.1)",
+    )
+    serve.add_argument(
         "--otlp-token-file",
         type=Path,
         default=_env("TEMPORAL_TRACER_OTLP_TOKEN_FILE"),
@@ -266,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 export_endpoints=export_endpoints,
                 otlp_token=otlp_token,
                 span_limits=span_limits,
+                allowed_hosts=[
+                    name.strip() for name in (args.allowed_hosts or "").split(",") if name.strip()
+                ]
+                or None,
+                forwarded_allow_ips=args.forwarded_allow_ips,
             )
             run_until_signalled(serve_forever(settings))
             return 0

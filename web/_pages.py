@@ -8,13 +8,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tracer.domain import NodeKind, Status
 from tracer.query import Scope
 
-from ._access import COOKIE_NAME, viewer_of
+from ._access import COOKIE_NAME, FailedLogins, client_of, same_origin, viewer_of
 from ._deps import settings_of, store_of
 from ._mapsvg import render_map_svg
 from ._params import (
@@ -222,29 +222,66 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:
 
 
 def _safe_next(target: str) -> str:
-    """Only same-site paths, never ``//host`` or absolute URLs."""
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    """Only same-site paths of sane length, never ``//host``, ``/\\host`` or absolute URLs."""
+    if len(target) > 2000 or any(ord(char) < 32 for char in target):
+        return "/"
+    if not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    return target
+
+
+def _cross_site() -> Response:
+    return PlainTextResponse("cross-site request refused: Origin is not this site", 403)
 
 
 @pages_router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    """Check the token and keep it in an HTTP-only cookie."""
-    form = parse_qs((await request.body()).decode(errors="replace"))
+    """Check the token and keep it in an HTTP-only cookie (``Secure`` over HTTPS).
+
+    Only this site's own form may post here (``Origin``/``Referer``), and a client that
+    failed too often gets 429 with ``Retry-After``.
+    """
+    if not same_origin(request):
+        return _cross_site()
+    body = await request.body()
+    form = parse_qs(body[:8192].decode(errors="replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or ["/"])[0])
     registry = settings_of(request).token_registry()
+    failures: FailedLogins = request.app.state.failed_logins
+    client = client_of(request)
+    wait = failures.retry_after(client)
+    if wait is not None:
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"next": target, "failed": False, "retry_after": wait},
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
     if registry is None or registry.viewer(token) is None:
+        failures.failed(client)
         return templates.TemplateResponse(
             request, "login.html", {"next": target, "failed": True}, status_code=401
         )
+    failures.succeeded(client)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="strict", path="/")
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
 @pages_router.post("/logout")
-def logout() -> Response:
-    """Forget the token cookie."""
+def logout(request: Request) -> Response:
+    """Forget the token cookie (from this site's own pages only)."""
+    if not same_origin(request):
+        return _cross_site()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/")
     return response

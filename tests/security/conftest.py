@@ -326,11 +326,12 @@ def fill(store: Store) -> None:
 
 
 @contextmanager
-def serve(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
-    """Run ``app`` with uvicorn in a thread on a free port; yield its base URL."""
+def serve(app: Any, host: str = "127.0.0.1", **config: Any) -> Iterator[str]:
+    """Run ``app`` with uvicorn (``config``: more of its options) in a thread on a free
+    port; yield its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", **config)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
