@@ -108,8 +108,8 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     """Start the collector in the running event loop; stop it when the context exits."""
     if not settings.namespaces:
         raise ValueError("no namespace to link: give --namespace at least once")
-    ensure_port_free(settings.port, "tracer UI", settings.host)
-    ensure_port_free(settings.otlp_port, "OTLP receiver", settings.host)
+    ensure_port_free(settings.port, "tracer UI", settings.host, "--port")
+    ensure_port_free(settings.otlp_port, "OTLP receiver", settings.host, "--otlp-port")
     engine = create_db_engine(settings.db_url)
     await asyncio.to_thread(upgrade_database, engine)
     store = Store(engine)

@@ -8,10 +8,11 @@ their usual meaning.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 # Only the standard library and the base install here: each command imports what it
@@ -61,6 +62,38 @@ def _otlp_token(path: Path | None) -> str | None:
     if not token or any(char.isspace() for char in token):
         raise ValueError(f"--otlp-token-file {path}: one token, no spaces, on one line")
     return token
+
+
+class _DatabaseExit(Exception):
+    """The database problem was said; leave with this exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextlib.contextmanager
+def _database_problems(url: str, log_level: str) -> Iterator[None]:
+    """Say a ``--db`` problem in one line (the traceback only at ``--log-level DEBUG``)."""
+    from .db import DatabaseProblem
+
+    try:
+        yield
+    except DatabaseProblem as problem:
+        if log_level == "DEBUG":
+            logger.debug("database problem", exc_info=True)
+        print(f"temporal-tracer: --db {_shown_url(url)}: {problem}", file=sys.stderr)
+        raise _DatabaseExit(1) from None
+
+
+def _shown_url(url: str) -> str:
+    """``url`` without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: nothing in it parsed as a password either
+        return url[:200]
 
 
 def _add_db_flag(parser: argparse.ArgumentParser) -> None:
@@ -242,11 +275,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.log_level != "DEBUG":
+        # Alembic announces each of its plugins at INFO on every start.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         if args.command == "db":
             from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 
-            upgrade_database(create_db_engine(args.db or DEFAULT_DB_URL))
+            with _database_problems(args.db or DEFAULT_DB_URL, args.log_level):
+                upgrade_database(create_db_engine(args.db or DEFAULT_DB_URL))
             return 0
         if args.command == "serve":
             from ._service import ServeSettings, serve_forever
@@ -290,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 or None,
                 forwarded_allow_ips=args.forwarded_allow_ips,
             )
-            run_until_signalled(serve_forever(settings))
+            with _database_problems(settings.db_url, args.log_level):
+                run_until_signalled(serve_forever(settings))
             return 0
         if not args.temporal_address:  # the embedded server is the demo extra's temporal CLI
             try:
@@ -304,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PortBusyError as err:
         print(f"temporal-tracer: {err}", file=sys.stderr)
         return 1
+    except _DatabaseExit as exit_:
+        return exit_.code
     except ModuleNotFoundError as err:
         extra = missing_extra(err)  # only our extras' modules: any other is a real bug
         if extra is None:

@@ -8,8 +8,11 @@ reads through it and :mod:`tracer.store` writes through it.
 from ._engine import (
     DEFAULT_DB_URL,
     DatabaseFile,
+    DatabaseProblem,
     alembic_config,
+    check_db_url,
     create_db_engine,
+    describe_database_error,
     upgrade_database,
 )
 from ._models import (
@@ -52,6 +55,7 @@ __all__ = [
     "Call",
     "CollectorInstance",
     "DatabaseFile",
+    "DatabaseProblem",
     "ExportCursor",
     "ExportRun",
     "Link",
@@ -70,10 +74,12 @@ __all__ = [
     "alembic_config",
     "attribute_map",
     "bounded_attribute_map",
+    "check_db_url",
     "create_db_engine",
     "decode_attributes",
     "decode_events",
     "decode_links",
+    "describe_database_error",
     "encode_events",
     "encode_links",
     "format_attribute",

@@ -106,17 +106,17 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C (or until ready, with ``--exit-when-ready``)."""
     if args.temporal_address:
-        ensure_port_free(args.inventory_port, "inventory API", args.host)
+        ensure_port_free(args.inventory_port, "inventory API", args.host, "--inventory-port")
         run_until_signalled(_sample_fleet_only(args))
         return 0
-    for port, what in (
-        (args.port, "tracer UI"),
-        (args.otlp_port, "OTLP receiver"),
-        (args.temporal_port, "Temporal gRPC"),
-        (args.temporal_ui_port, "Temporal UI"),
-        (args.inventory_port, "inventory API"),
+    for port, what, flag in (
+        (args.port, "tracer UI", "--port"),
+        (args.otlp_port, "OTLP receiver", "--otlp-port"),
+        (args.temporal_port, "Temporal gRPC", "--temporal-port"),
+        (args.temporal_ui_port, "Temporal UI", "--temporal-ui-port"),
+        (args.inventory_port, "inventory API", "--inventory-port"),
     ):
-        ensure_port_free(port, what, args.host)
+        ensure_port_free(port, what, args.host, flag)
     run_until_signalled(_demo(args))
     print("temporal-tracer demo stopped; nothing left running.", flush=True)
     return 0
