@@ -4,7 +4,10 @@ Without a tokens file the UI is open (it binds to 127.0.0.1 by default). With on
 page and API call except the health checks needs a token, given as ``Authorization: Bearer
 <token>`` or through the login form (which keeps it in an HTTP-only cookie). A viewer sees
 full detail in the namespaces its token lists and only the structure (kind, name, status,
-timing) of nodes in other namespaces.
+timing) of nodes in other namespaces: the store applies that rule
+(``tracer.query.Scope``). Failed token checks are counted per client
+(:class:`FailedLogins`); the login form takes posts from this site's own pages only
+(:func:`same_origin`); the app answers only to its allowed host names (:func:`host_allowed`).
 
 The file is TOML::
 
