@@ -118,7 +118,7 @@ async def started_handlers(clients: dict[str, Any], orders: list[Order]) -> int:
 
 
 def edges_found(store: Store, order: Order) -> int:
-    root = store.tree(ORDERS_NAMESPACE, order.id)
+    root = store.tree(ORDERS_NAMESPACE, order.id, scope=None)
     if root is None:
         return 0
     return sum(1 for node in root.walk() if node.kind == "workflow" and node.link != "root")

@@ -45,7 +45,7 @@ FROZEN: dict[str, list[str]] = {
         "Status",
         "classify_error",
     ],
-    "web": ["WebSettings", "create_app"],
+    "web": ["LOCAL_HOSTS", "WebSettings", "create_app"],
 }
 
 # Packages whose names come from their private modules: every export must be defined in one.

@@ -18,12 +18,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
-    """Raise :class:`PortBusyError` naming ``what`` if ``port`` cannot be bound."""
+def ensure_port_free(
+    port: int, what: str, host: str = "127.0.0.1", flag: str | None = None
+) -> None:
+    """Raise :class:`PortBusyError` naming ``what`` (and ``flag``, the option that
+    changes the port) if ``port`` cannot be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As servers bind: connections of a stopped server in TIME_WAIT don't make it busy.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as err:
-            raise PortBusyError(f"port {port} ({what}) is already in use on {host}") from err
+            fix = f": choose another with {flag}" if flag else ""
+            raise PortBusyError(f"port {port} ({what}) is already in use on {host}{fix}") from err

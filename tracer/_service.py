@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,18 +15,24 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
-from web import WebSettings, create_app
+from web import LOCAL_HOSTS, WebSettings, create_app
 
 from ._ports import ensure_port_free
 from ._process import freeze_startup_heap
 from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 from .export import ExportDestination, Exporter, export_lease
-from .ingest import DEFAULT_OTLP_GRPC_PORT, GrpcReceiver, create_receiver_app
+from .ingest import DEFAULT_OTLP_GRPC_PORT, GrpcReceiver, SpanLimits, create_receiver_app
 from .jobs import RETENTION_LEASE, LeaseKeeper, run_retention, run_summaries
 from .link import Connections, HistoryLinker, load_connect_configs
 from .store import Store
 
-__all__ = ["Collector", "ServeSettings", "run_collector", "serve_forever"]
+__all__ = [
+    "Collector",
+    "ServeSettings",
+    "default_allowed_hosts",
+    "run_collector",
+    "serve_forever",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,26 @@ class ServeSettings:
     export_endpoints: list[ExportDestination] = field(default_factory=list)
     # Trees (and spans) that ended longer ago than this are deleted; None keeps everything.
     retention: timedelta | None = None
+    # The bearer token OTLP exports must carry; None lets whoever reaches the port send.
+    otlp_token: str | None = None
+    # What the receiver keeps of each span (OpenTelemetry's OTEL_*_LIMIT variables).
+    span_limits: SpanLimits = field(default_factory=SpanLimits.from_env)
+    # Host names the UI answers to; None: the names of the bound address.
+    allowed_hosts: list[str] | None = None
+    # Proxies whose X-Forwarded-For/-Proto uvicorn trusts; None: uvicorn's default
+    # (FORWARDED_ALLOW_IPS, else 127.0.0.1).
+    forwarded_allow_ips: str | None = None
+
+
+def default_allowed_hosts(host: str) -> list[str]:
+    """The host names a UI bound to ``host`` is reached by: the loopback names, the bound
+    address itself and, bound to every interface, this machine's own names."""
+    names = [*LOCAL_HOSTS]
+    if host in ("", "0.0.0.0", "::"):
+        names += [socket.gethostname(), socket.getfqdn()]
+    else:
+        names.append(host)
+    return list(dict.fromkeys(name.lower() for name in names if name))
 
 
 @dataclass
@@ -63,9 +90,19 @@ class Collector:
     otlp_grpc_url: str | None = None
 
 
-def _http_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
+def _http_server(
+    app: ASGIApp, host: str, port: int, forwarded_allow_ips: str | None = None
+) -> uvicorn.Server:
     return uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
     )
 
 
@@ -74,10 +111,12 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
     """Start the collector in the running event loop; stop it when the context exits."""
     if not settings.namespaces:
         raise ValueError("no namespace to link: give --namespace at least once")
-    ensure_port_free(settings.port, "tracer UI", settings.host)
-    ensure_port_free(settings.otlp_port, "OTLP receiver", settings.host)
+    ensure_port_free(settings.port, "tracer UI", settings.host, "--port")
+    ensure_port_free(settings.otlp_port, "OTLP receiver", settings.host, "--otlp-port")
     if settings.otlp_grpc_port:
-        ensure_port_free(settings.otlp_grpc_port, "OTLP/gRPC receiver", settings.host)
+        ensure_port_free(
+            settings.otlp_grpc_port, "OTLP/gRPC receiver", settings.host, "--otlp-grpc-port"
+        )
     engine = create_db_engine(settings.db_url)
     await asyncio.to_thread(upgrade_database, engine)
     store = Store(engine)
@@ -102,13 +141,29 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         temporal_ui_urls={"*": settings.temporal_ui_url} if settings.temporal_ui_url else {},
         tokens_file=settings.tokens_file,
         connections=connections,
+        allowed_hosts=settings.allowed_hosts or default_allowed_hosts(settings.host),
     )
     servers = [
-        _http_server(create_app(store, web_settings), settings.host, settings.port),
-        _http_server(create_receiver_app(store), settings.host, settings.otlp_port),
+        _http_server(
+            create_app(store, web_settings),
+            settings.host,
+            settings.port,
+            settings.forwarded_allow_ips,
+        ),
+        _http_server(
+            create_receiver_app(store, token=settings.otlp_token, limits=settings.span_limits),
+            settings.host,
+            settings.otlp_port,
+        ),
     ]
     grpc_receiver = (
-        GrpcReceiver(store, settings.host, settings.otlp_grpc_port)
+        GrpcReceiver(
+            store,
+            settings.host,
+            settings.otlp_grpc_port,
+            token=settings.otlp_token,
+            limits=settings.span_limits,
+        )
         if settings.otlp_grpc_port
         else None
     )

@@ -8,10 +8,11 @@ their usual meaning.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 # Only the standard library and the base install here: each command imports what it
@@ -43,6 +44,56 @@ def _env_int(name: str, default: int) -> int:
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
+
+
+def _otlp_token(path: Path | None) -> str | None:
+    """The OTLP receiver's bearer token: from the token file, else from
+    ``TEMPORAL_TRACER_OTLP_TOKEN``; ``None`` when neither is set.
+
+    Raises:
+        ValueError: The file cannot be read or holds no token.
+    """
+    if path is None:
+        return _env("TEMPORAL_TRACER_OTLP_TOKEN")
+    try:
+        token = path.read_text().strip()
+    except OSError as err:
+        raise ValueError(f"--otlp-token-file {path}: {err.strerror or err}") from None
+    if not token or any(char.isspace() for char in token):
+        raise ValueError(f"--otlp-token-file {path}: one token, no spaces, on one line")
+    return token
+
+
+class _DatabaseExit(Exception):
+    """The database problem was said; leave with this exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextlib.contextmanager
+def _database_problems(url: str, log_level: str) -> Iterator[None]:
+    """Say a ``--db`` problem in one line (the traceback only at ``--log-level DEBUG``)."""
+    from .db import DatabaseProblem
+
+    try:
+        yield
+    except DatabaseProblem as problem:
+        if log_level == "DEBUG":
+            logger.debug("database problem", exc_info=True)
+        print(f"temporal-tracer: --db {_shown_url(url)}: {problem}", file=sys.stderr)
+        raise _DatabaseExit(1) from None
+
+
+def _shown_url(url: str) -> str:
+    """``url`` without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: nothing in it parsed as a password either
+        return url[:200]
 
 
 def _add_db_flag(parser: argparse.ArgumentParser) -> None:
@@ -167,6 +218,34 @@ def build_parser() -> argparse.ArgumentParser:
         "reaches it (env TEMPORAL_TRACER_TOKENS_FILE)",
     )
     serve.add_argument(
+        "--allowed-hosts",
+        default=_env("TEMPORAL_TRACER_ALLOWED_HOSTS"),
+        metavar="NAMES",
+        help="comma-separated host names the UI answers to (the Host header; '*' for any, "
+        "'*.example.com' for subdomains); others get 400, against DNS rebinding (env "
+        "TEMPORAL_TRACER_ALLOWED_HOSTS; default: 127.0.0.1, localhost, ::1 and --host, or "
+        "this machine's names when --host binds every interface)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=_env("TEMPORAL_TRACER_FORWARDED_ALLOW_IPS"),
+        metavar="IPS",
+        help="comma-separated proxy addresses whose X-Forwarded-For and X-Forwarded-Proto "
+        "are trusted (uvicorn's option; '*' trusts any): the client address failed logins "
+        "are counted by, and HTTPS for the Secure cookie (env "
+        "TEMPORAL_TRACER_FORWARDED_ALLOW_IPS; default: uvicorn's, 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--otlp-token-file",
+        type=Path,
+        default=_env("TEMPORAL_TRACER_OTLP_TOKEN_FILE"),
+        metavar="FILE",
+        help="a file holding the bearer token every OTLP export must carry (exporters: "
+        "OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%%20<token>); without it or "
+        "TEMPORAL_TRACER_OTLP_TOKEN, whoever reaches --otlp-port may send spans "
+        "(env TEMPORAL_TRACER_OTLP_TOKEN_FILE)",
+    )
+    serve.add_argument(
         "--retention",
         default=_env("TEMPORAL_TRACER_RETENTION"),
         metavar="DURATION",
@@ -203,16 +282,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.log_level != "DEBUG":
+        # Alembic announces each of its plugins at INFO on every start.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         if args.command == "db":
             from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 
-            upgrade_database(create_db_engine(args.db or DEFAULT_DB_URL))
+            with _database_problems(args.db or DEFAULT_DB_URL, args.log_level):
+                upgrade_database(create_db_engine(args.db or DEFAULT_DB_URL))
             return 0
         if args.command == "serve":
             from ._service import ServeSettings, serve_forever
             from .db import DEFAULT_DB_URL
             from .export import parse_export_endpoints
+            from .ingest import SpanLimits
             from .jobs import parse_duration
 
             namespaces = args.namespaces or _env_list("TEMPORAL_TRACER_NAMESPACES")
@@ -224,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.export_endpoints or _env("TEMPORAL_TRACER_EXPORT_ENDPOINTS")
                 )
                 retention = parse_duration(args.retention) if args.retention else None
+                otlp_token = _otlp_token(args.otlp_token_file)
+                span_limits = SpanLimits.from_env()
             except ValueError as err:
                 print(f"temporal-tracer serve: {err}", file=sys.stderr)
                 return 2
@@ -241,8 +327,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 retention=retention,
                 tokens_file=args.tokens_file,
                 export_endpoints=export_endpoints,
+                otlp_token=otlp_token,
+                span_limits=span_limits,
+                allowed_hosts=[
+                    name.strip() for name in (args.allowed_hosts or "").split(",") if name.strip()
+                ]
+                or None,
+                forwarded_allow_ips=args.forwarded_allow_ips,
             )
-            run_until_signalled(serve_forever(settings))
+            with _database_problems(settings.db_url, args.log_level):
+                run_until_signalled(serve_forever(settings))
             return 0
         if not args.temporal_address:  # the embedded server is the demo extra's temporal CLI
             try:
@@ -256,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PortBusyError as err:
         print(f"temporal-tracer: {err}", file=sys.stderr)
         return 1
+    except _DatabaseExit as exit_:
+        return exit_.code
     except ModuleNotFoundError as err:
         extra = missing_extra(err)  # only our extras' modules: any other is a real bug
         if extra is None:

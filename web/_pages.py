@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tracer.domain import NodeKind, Status
-from tracer.query import figures_of
+from tracer.query import Scope, figures_of
 
-from ._access import COOKIE_NAME, viewer_of
+from ._access import COOKIE_NAME, FailedLogins, client_of, same_origin, viewer_of
 from ._deps import settings_of, store_of
 from ._mapsvg import render_map_svg
-from ._params import PAGE_SIZES, STATUSES, WINDOWS, filter_from_query, parse_window
-from ._view import build_view, redact
+from ._params import (
+    MAX_ID_BYTES,
+    MAX_NAMESPACE_BYTES,
+    MAX_RUN_ID_BYTES,
+    PAGE_SIZES,
+    STATUSES,
+    WINDOWS,
+    bounded_text,
+    echo,
+    filter_from_query,
+    optional_text,
+    window_start,
+)
+from ._view import build_view
 
-__all__ = ["namespace_hue", "pages_router", "templates"]
+__all__ = ["namespace_hue", "pages_router", "templates", "tree_href"]
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages_router = APIRouter(include_in_schema=False)
@@ -89,8 +101,19 @@ templates.env.globals.update(
 )
 
 
-def _tree_href(request: Request, namespace: str, workflow_id: str, run_id: str | None) -> str:
+def tree_href(request: Request, namespace: str, workflow_id: str, run_id: str | None) -> str:
+    """The path of the tree page of a workflow (at ``run_id`` when given)."""
     url = str(request.url_for("tree_page", namespace=namespace, workflow_id=workflow_id).path)
+    return f"{url}?{urlencode({'run_id': run_id})}" if run_id else url
+
+
+def _detail_href(request: Request, namespace: str, workflow_id: str, run_id: str | None) -> str:
+    """Where the tree page loads node ``{n}``'s detail from (the same tree: the run the
+    page shows, not whichever run is latest when the node is clicked)."""
+    url = str(
+        request.url_for("tree_node", namespace=namespace, workflow_id=workflow_id, index="0").path
+    )
+    url = url.removesuffix("/0") + "/{n}"
     return f"{url}?{urlencode({'run_id': run_id})}" if run_id else url
 
 
@@ -103,17 +126,18 @@ def index(request: Request) -> HTMLResponse:
     """Search recent call trees across namespaces; every filter lives in the URL."""
     criteria, query = filter_from_query(request)
     viewer = viewer_of(request)
+    scope = Scope.of(viewer.namespaces)
     store = store_of(request)
-    result = store.search(criteria)
+    result = store.search(criteria, scope=scope)
     known = sorted(
-        {state.namespace for state in store.namespace_states()}
+        {state.namespace for state in store.linker_status(scope=scope)}
         | {ns for row in result.rows for ns in row.namespaces}
     )
     rows = []
     for row in result.rows:
-        entry = store.tree_entry(row.root_pk, viewer.namespaces)
-        href = _tree_href(request, *entry) if entry is not None else None
-        rows.append({"row": row, "href": href, "visible": viewer.can_see(row.namespace)})
+        entry = store.tree_entry(row.root_pk, scope=scope)
+        href = tree_href(request, *entry) if entry is not None else None
+        rows.append({"row": row, "href": href, "visible": scope.sees(row.namespace)})
     context: dict[str, Any] = {
         "result": result,
         "rows": rows,
@@ -133,31 +157,27 @@ def index(request: Request) -> HTMLResponse:
 def tree_page(
     request: Request, namespace: str, workflow_id: str, run_id: str | None = None
 ) -> HTMLResponse:
-    """The call tree containing a workflow: waterfall, error paths and node detail."""
+    """The call tree containing a workflow: waterfall and error paths; each node's detail
+    loads on demand from ``/api/workflows/.../nodes/{index}``."""
+    namespace = bounded_text(namespace, "namespace", MAX_NAMESPACE_BYTES)
+    workflow_id = bounded_text(workflow_id, "workflow_id", MAX_ID_BYTES)
+    run_id = optional_text(run_id, "run_id", MAX_RUN_ID_BYTES)
     viewer = viewer_of(request)
     settings = settings_of(request)
-    missing = f"no workflow {workflow_id!r} in namespace {namespace!r}"
-    if not viewer.can_see(namespace):
-        raise HTTPException(status_code=404, detail=missing)
-    store = store_of(request)
-    found = store.tree_with_spans(namespace, workflow_id, run_id)
-    if found is None:
-        raise HTTPException(status_code=404, detail=missing)
-    root, spans = found
-    endpoints = {e.name: (e.namespace, e.task_queue) for e in store.endpoints()}
-    visible = redact(root, viewer)
-    spans = [s for s in spans if s.namespace is None or viewer.can_see(s.namespace)]
+    root = store_of(request).tree(namespace, workflow_id, run_id, scope=viewer.namespaces)
+    if root is None:
+        raise HTTPException(
+            status_code=404,
+            detail=f"no workflow {echo(workflow_id)} in namespace {echo(namespace)}",
+        )
     view = build_view(
-        visible,
-        viewer,
+        root,
         settings.temporal_ui_link,
-        lambda ns, wid, run: _tree_href(request, ns, wid, run),
-        spans,
-        endpoints,
+        lambda ns, wid, run: tree_href(request, ns, wid, run),
     )
-    focus = next(
+    focused = next(
         (
-            v.id
+            v
             for v in view.nodes
             if v.node.namespace == namespace
             and v.node.workflow_id == workflow_id
@@ -169,9 +189,11 @@ def tree_page(
         "view": view,
         "figures": figures_of(root),
         "root": view.root,
-        "focus": focus,
+        "focus": focused.id if focused else None,
+        "detail_url": _detail_href(
+            request, namespace, workflow_id, focused.node.run_id if focused else run_id
+        ),
         "viewer": viewer,
-        "live_diagnosis": settings.connections is not None,
     }
     return templates.TemplateResponse(request, "tree.html", context)
 
@@ -179,12 +201,9 @@ def tree_page(
 @pages_router.get("/map", response_class=HTMLResponse)
 def map_page(request: Request, window: str = "24h") -> HTMLResponse:
     """Which namespaces call which: calls, error rate and p95 latency over a window."""
-    seconds = parse_window(window)
-    if seconds is None:
-        raise HTTPException(status_code=400, detail=f"window must be one of {list(WINDOWS)}")
+    since = window_start(window)
     viewer = viewer_of(request)
-    since = datetime.now(UTC) - timedelta(seconds=seconds)
-    graph = store_of(request).namespace_map(since=since)
+    graph = store_of(request).namespace_map(since=since, scope=viewer.namespaces)
     context: dict[str, Any] = {
         "graph": graph,
         "svg": render_map_svg(graph),
@@ -204,29 +223,66 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:
 
 
 def _safe_next(target: str) -> str:
-    """Only same-site paths, never ``//host`` or absolute URLs."""
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    """Only same-site paths of sane length, never ``//host``, ``/\\host`` or absolute URLs."""
+    if len(target) > 2000 or any(ord(char) < 32 for char in target):
+        return "/"
+    if not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    return target
+
+
+def _cross_site() -> Response:
+    return PlainTextResponse("cross-site request refused: Origin is not this site", 403)
 
 
 @pages_router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    """Check the token and keep it in an HTTP-only cookie."""
-    form = parse_qs((await request.body()).decode(errors="replace"))
+    """Check the token and keep it in an HTTP-only cookie (``Secure`` over HTTPS).
+
+    Only this site's own form may post here (``Origin``/``Referer``), and a client that
+    failed too often gets 429 with ``Retry-After``.
+    """
+    if not same_origin(request):
+        return _cross_site()
+    body = await request.body()
+    form = parse_qs(body[:8192].decode(errors="replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or ["/"])[0])
     registry = settings_of(request).token_registry()
+    failures: FailedLogins = request.app.state.failed_logins
+    client = client_of(request)
+    wait = failures.retry_after(client)
+    if wait is not None:
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"next": target, "failed": False, "retry_after": wait},
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
     if registry is None or registry.viewer(token) is None:
+        failures.failed(client)
         return templates.TemplateResponse(
             request, "login.html", {"next": target, "failed": True}, status_code=401
         )
+    failures.succeeded(client)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="strict", path="/")
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
 @pages_router.post("/logout")
-def logout() -> Response:
-    """Forget the token cookie."""
+def logout(request: Request) -> Response:
+    """Forget the token cookie (from this site's own pages only)."""
+    if not same_origin(request):
+        return _cross_site()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/")
     return response

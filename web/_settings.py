@@ -10,7 +10,10 @@ from tracer.link import Connections
 
 from ._access import TokenRegistry, load_tokens
 
-__all__ = ["WebSettings"]
+__all__ = ["LOCAL_HOSTS", "WebSettings"]
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""The host names a UI bound to the loopback address is reached by."""
 
 
 @dataclass
@@ -25,11 +28,19 @@ class WebSettings:
         connections: Temporal connections per namespace; with them the node detail asks
             Temporal live (task-queue pollers, the handler workflow's pending work) when it
             diagnoses a failed cross-namespace call.
+        allowed_hosts: The host names (``Host`` header, port aside) the UI answers to;
+            ``"*"`` allows any, ``"*.example.com"`` subdomains. Others get 400, so a page
+            on another site cannot reach the UI through DNS rebinding. The health checks
+            answer any host.
+        failed_login_limit: Failed token checks a client may make per minute before it
+            gets 429 with ``Retry-After``.
     """
 
     temporal_ui_urls: dict[str, str] = field(default_factory=dict)
     tokens_file: Path | None = None
     connections: Connections | None = None
+    allowed_hosts: list[str] = field(default_factory=lambda: list(LOCAL_HOSTS))
+    failed_login_limit: int = 10
     _registry: TokenRegistry | None = field(default=None, init=False, repr=False)
 
     def temporal_ui_link(self, namespace: str, workflow_id: str, run_id: str) -> str | None:

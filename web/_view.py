@@ -1,46 +1,33 @@
-"""The call-tree page's view model: layout on the time axis, error paths, redaction,
-span matching and the diagnosis of failed cross-namespace calls."""
+"""The call-tree page's view model: layout on the time axis, error paths, one node's
+detail and the diagnosis of failed cross-namespace calls.
+
+What a viewer may see is already decided by the store (``tracer.query._visibility``): the
+trees and spans that reach this module are redacted.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tracer.domain import ERROR_STATUSES, ErrorKind, NodeKind, Status, classify_error
 from tracer.link import operation_token_json
 from tracer.query import SpanInfo, TreeNode, failure_origins
-
-from ._access import Viewer
+from tracer.store import NodeDetail
 
 __all__ = [
     "Diagnosis",
     "TreeView",
     "ViewNode",
     "build_view",
+    "detail_view",
     "diagnose",
-    "redact",
 ]
 
 # Trees up to this size open fully; larger ones open two levels and every error path.
 EXPAND_ALL_LIMIT = 300
-
-
-def redact(node: TreeNode, viewer: Viewer) -> TreeNode:
-    """A copy of the tree in which nodes outside the viewer's namespaces keep only their
-    structure: kind, namespace, name, status, timing, link."""
-    children = [redact(child, viewer) for child in node.children]
-    if viewer.can_see(node.namespace):
-        return replace(node, children=children)
-    return replace(
-        node,
-        workflow_id=None,
-        run_id=None,
-        error=None,
-        details={"restricted": True},
-        children=children,
-    )
 
 
 @dataclass
@@ -81,6 +68,8 @@ class ViewNode:
     restricted: bool
     ui_url: str | None
     tree_url: str | None
+    index: int = 0
+    parent: ViewNode | None = field(default=None, repr=False)
     spans: list[SpanInfo] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
     token: dict[str, Any] | None = None
@@ -266,62 +255,17 @@ def diagnose(
     return Diagnosis(title, summary, checks, live)
 
 
-def _match_spans(view: ViewNode, parent: ViewNode | None, spans: list[SpanInfo]) -> None:
-    node = view.node
-    if node.details.get("restricted"):
-        return
-    request_id = node.details.get("request_id")
-    if node.kind in (NodeKind.NEXUS_OPERATION, NodeKind.NEXUS_HANDLER) and request_id:
-        view.spans = [
-            s
-            for s in spans
-            if s.request_id == request_id
-            or s.attributes.get("temporal.nexus.request_id") == request_id
-        ]
-        if node.kind == NodeKind.NEXUS_OPERATION:
-            view.spans = [s for s in view.spans if s.namespace in (None, node.namespace)]
-        elif node.kind == NodeKind.NEXUS_HANDLER:
-            view.spans = [
-                s for s in view.spans if s.namespace != (parent.node.namespace if parent else None)
-            ]
-        return
-    activity_id = node.details.get("activity_id")
-    if node.kind == NodeKind.ACTIVITY and parent is not None and activity_id:
-        owner = parent.node
-        view.spans = [
-            s
-            for s in spans
-            if s.workflow_id == owner.workflow_id
-            and s.namespace in (None, owner.namespace)
-            and s.run_id in (None, owner.run_id)
-            and (s.attributes.get("temporal.activity_id") or s.attributes.get("temporalActivityID"))
-            == str(activity_id)
-        ]
-        return
-    if node.kind == NodeKind.WORKFLOW:
-        view.spans = [
-            s
-            for s in spans
-            if s.workflow_id == node.workflow_id
-            and s.namespace in (None, node.namespace)
-            and s.run_id in (None, node.run_id)
-            and not s.request_id
-            and not (
-                s.attributes.get("temporal.activity_id") or s.attributes.get("temporalActivityID")
-            )
-        ]
-
-
 def build_view(
     root: TreeNode,
-    viewer: Viewer,
     ui_link: Callable[[str, str, str], str | None],
     tree_link: Callable[[str, str, str], str],
-    spans: list[SpanInfo],
-    endpoints: dict[str, tuple[str, str]],
     now: datetime | None = None,
 ) -> TreeView:
-    """Lay the (already redacted) tree out for the page."""
+    """Lay the (already redacted) tree out for the page: rows, bars and error paths.
+
+    Node details (spans, diagnosis, operation token) are not part of it: the page loads
+    them on demand (:func:`detail_view`), so its size does not depend on them.
+    """
     now = now or datetime.now(UTC)
     nodes = root.walk()
     t0 = min((n.start_time for n in nodes if n.start_time), default=now)
@@ -338,7 +282,6 @@ def build_view(
         offset = (start - t0).total_seconds() if start else None
         duration = (end - start).total_seconds() if start and end else None
         is_error = node.status in ERROR_STATUSES
-        restricted = bool(node.details.get("restricted"))
         view = ViewNode(
             id=f"n{len(ordered)}",
             node=node,
@@ -351,7 +294,7 @@ def build_view(
             is_origin=id(node) in origins,
             on_error_path=False,
             expanded=expand_all or depth < 2,
-            restricted=restricted,
+            restricted=bool(node.details.get("restricted")),
             ui_url=(
                 ui_link(node.namespace, node.workflow_id, node.run_id)
                 if node.workflow_id and node.run_id
@@ -362,26 +305,44 @@ def build_view(
                 if node.workflow_id and node.run_id and depth > 0
                 else None
             ),
+            index=len(ordered),
+            parent=parent,
         )
         ordered.append(view)
         if view.is_origin:
             errors.append(view)
-        token = node.details.get("operation_token")
-        if token and not restricted:
-            view.token = operation_token_json(str(token))
-        _match_spans(view, parent, spans)
         view.children = [visit(child, view, depth + 1) for child in node.children]
         view.on_error_path = any(c.is_error or c.on_error_path for c in view.children)
         if view.on_error_path:
             view.expanded = True
-        if not restricted and node.kind in (NodeKind.NEXUS_OPERATION, NodeKind.ACTIVITY):
-            caller = parent.node if parent else None
-            view.diagnosis = diagnose(node, caller, endpoints, ui_link)
         return view
 
     root_view = visit(root, None, 0)
     namespaces = sorted({n.namespace for n in nodes})
     return TreeView(root_view, ordered, total, _ticks(total), errors, namespaces)
+
+
+def detail_view(
+    detail: NodeDetail,
+    index: int,
+    ui_link: Callable[[str, str, str], str | None],
+    tree_link: Callable[[str, str, str], str],
+    now: datetime | None = None,
+) -> ViewNode:
+    """One node of the tree with everything its detail panel shows: spans, the decoded
+    operation token and, for a failed cross-namespace call, a diagnosis."""
+    view = build_view(detail.root, ui_link, tree_link, now).nodes[index]
+    if view.restricted:
+        return view
+    view.spans = detail.spans
+    token = view.node.details.get("operation_token")
+    if token:
+        view.token = operation_token_json(str(token))
+    if view.node.kind in (NodeKind.NEXUS_OPERATION, NodeKind.ACTIVITY):
+        endpoints = {e.name: (e.namespace, e.task_queue) for e in detail.endpoints}
+        caller = view.parent.node if view.parent else None
+        view.diagnosis = diagnose(view.node, caller, endpoints, ui_link)
+    return view
 
 
 def seconds_ago(seconds: float, now: datetime | None = None) -> datetime:

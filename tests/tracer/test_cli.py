@@ -68,7 +68,10 @@ def test_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
         result = run_cli("demo", "--port", str(port), cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"temporal-tracer: port {port} (tracer UI) is already in use on 127.0.0.1"]
+    assert lines == [
+        f"temporal-tracer: port {port} (tracer UI) is already in use on 127.0.0.1: "
+        "choose another with --port"
+    ]
 
 
 @pytest.fixture

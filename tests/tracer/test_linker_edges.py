@@ -62,7 +62,7 @@ async def test_child_workflows_hang_under_their_start_calls(
         store, Connections(load_connect_configs(["orders"], address=temporal_server.address))
     )
     await linker.poll_once()
-    root = store.tree("orders", f"{parent_id}-child-1")
+    root = store.tree("orders", f"{parent_id}-child-1", scope=None)
     assert root is not None
     tree = root.to_json()
     assert (tree["workflow_id"], tree["status"]) == (parent_id, "completed")
@@ -137,8 +137,8 @@ async def test_signals_and_updates_sent_over_http_hang_under_the_activity(
 
     configs = load_connect_configs(["orders", "inventory"], address=temporal_server.address)
     await HistoryLinker(store, Connections(configs)).poll_once()
-    notifier = store.tree("orders", f"notifier-{suffix}")
-    own = store.tree("inventory", f"mailbox-{suffix}")
+    notifier = store.tree("orders", f"notifier-{suffix}", scope=None)
+    own = store.tree("inventory", f"mailbox-{suffix}", scope=None)
     assert notifier is not None and own is not None
     [call] = notifier.to_json()["children"]
     assert call["name"] == "notify_mailbox"

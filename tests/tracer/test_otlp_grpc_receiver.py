@@ -191,3 +191,34 @@ async def test_serve_runs_the_grpc_receiver_on_its_flag(
         async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.otlp_grpc_port}") as channel:
             await TraceServiceStub(channel).Export(_request(trace_id, 3))
         assert _stored(collector.store, trace_id) == 3
+
+
+async def test_with_a_token_only_exporters_that_carry_it_get_in(
+    module_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = GrpcReceiver(module_store, "127.0.0.1", free_port(), token="s3cret-token")
+    await receiver.start()
+    try:
+        trace_id = random.getrandbits(127) | 1
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{receiver.port}") as channel:
+            stub = TraceServiceStub(channel)
+            for metadata in ((), (("authorization", "Bearer wrong"),)):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.Export(_request(trace_id, 1), metadata=metadata)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert _stored(module_store, trace_id) == 0
+        # A standard exporter, configured only by the environment, carries it.
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.port}")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20s3cret-token")
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter()))
+
+        def emit() -> int:
+            with provider.get_tracer("grpc-test").start_as_current_span("with-token") as span:
+                pass
+            provider.shutdown()
+            return span.get_span_context().trace_id
+
+        assert _stored(module_store, await asyncio.to_thread(emit)) == 1
+    finally:
+        await receiver.stop()

@@ -33,7 +33,7 @@ async def _history(
 
 
 def _tree(store: Store, namespace: str, workflow_id: str) -> dict[str, Any]:
-    root = store.tree(namespace, workflow_id)
+    root = store.tree(namespace, workflow_id, scope=None)
     assert root is not None, f"{namespace}/{workflow_id} not in the store"
     return root.to_json()
 

@@ -21,8 +21,8 @@ def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _tag(sample: LinkedSample) -> str:
-    """A workflow-id prefix filter matching this session's four orders."""
-    return sample.order_ids["ok"].removesuffix("-ok") + "-*"
+    """A prefix search (``order-<tag>-*``) for this session's four orders."""
+    return sample.order_ids["ok"].removesuffix("ok") + "*"
 
 
 def row(page: Page, kind: str, name: str) -> Any:
@@ -301,8 +301,11 @@ async def test_restricted_view(
     await page.locator(".node[data-kind='activity'][data-status='failed'] > .row").click()
     await expect(page.locator("#detail .detail-error")).to_contain_text("CardDeclined")
     await page.screenshot(path=shots / "tree-restricted.png", full_page=True)
-    # Search lists only trees touching payments, without the orders' ids.
+    # An id only orders holds finds nothing for this viewer: search is not an oracle.
     await page.goto(f"{locked_ui.url}/?workflow_id={_tag(linked_sample)}")
+    await expect(page.locator(".result-count")).to_contain_text("0 trees")
+    # Its own payment ids list their trees, without the orders' ids.
+    await page.goto(f"{locked_ui.url}/?workflow_id=payment-{_tag(linked_sample)}")
     await expect(page.locator("tr.trace")).to_have_count(4)
     assert order not in await page.locator("table.traces").inner_text()
     # The failure happened in payments, so this viewer sees it on the row.
@@ -311,7 +314,7 @@ async def test_restricted_view(
     async with httpx.AsyncClient(base_url=locked_ui.url) as client:
         listed = await client.get(
             "/api/traces",
-            params={"workflow_id": _tag(linked_sample)},
+            params={"workflow_id": f"payment-{_tag(linked_sample)}"},
             headers={"Authorization": f"Bearer {PAYMENTS_TOKEN}"},
         )
     rows = listed.json()["traces"]

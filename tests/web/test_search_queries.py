@@ -167,12 +167,12 @@ def forest(store: Store) -> Store:
 
 
 def _ids(store: Store, **criteria: object) -> list[str]:
-    page = store.search(TraceFilter(**criteria))  # type: ignore[arg-type]
+    page = store.search(TraceFilter(**criteria), scope=None)  # type: ignore[arg-type]
     return [row.workflow_id for row in page.rows]
 
 
 def test_roots_newest_first_with_summaries(forest: Store) -> None:
-    page = forest.search(TraceFilter())
+    page = forest.search(TraceFilter(), scope=None)
     assert [row.workflow_id for row in page.rows] == ["order-c", "order-a", "settle-f"]
     assert page.total == 3
     c, a, _ = page.rows
@@ -203,8 +203,8 @@ def test_filters(forest: Store) -> None:
 
 
 def test_pagination(forest: Store) -> None:
-    first = forest.search(TraceFilter(page_size=2))
-    second = forest.search(TraceFilter(page_size=2, page=2))
+    first = forest.search(TraceFilter(page_size=2), scope=None)
+    second = forest.search(TraceFilter(page_size=2, page=2), scope=None)
     assert (first.total, first.pages) == (3, 2)
     assert [r.workflow_id for r in first.rows + second.rows] == [
         "order-c",
@@ -235,7 +235,7 @@ def test_hourly_totals_follow_the_trees(forest: Store) -> None:
     a tree retention deletes leaves them."""
 
     def month() -> dict[tuple[str, str], int]:
-        graph = forest.namespace_map(since=NOW - timedelta(days=30))
+        graph = forest.namespace_map(since=NOW - timedelta(days=30), scope=None)
         return {(e.caller, e.callee): e.calls for e in graph.edges}
 
     before = month()
@@ -247,3 +247,26 @@ def test_hourly_totals_follow_the_trees(forest: Store) -> None:
     assert month() == {}
     with forest.session() as session:
         assert session.scalar(select(func.count()).select_from(EdgeHour)) == 0
+
+
+def test_scoped_search_matches_ids_and_types_in_visible_namespaces_only(forest: Store) -> None:
+    orders = frozenset({"orders"})
+
+    def found(scope: frozenset[str] | None, **criteria: object) -> list[str | None]:
+        page = forest.search(TraceFilter(**criteria), scope=scope)  # type: ignore[arg-type]
+        return [row.workflow_id for row in page.rows]
+
+    # payment-a is in order-a's tree, but only payments holds it.
+    assert found(None, workflow_id="payment-a") == ["order-a"]
+    assert found(orders, workflow_id="payment-a") == []
+    assert found(orders, workflow_id="payment-*") == []
+    assert found(orders, workflow_type="ReserveStockWorkflow") == []
+    assert found(orders, workflow_id="order-a") == ["order-a"]
+    assert found(orders, workflow_id="order-*") == ["order-c", "order-a"]
+    # A payments viewer finds order-a's tree by its payment, without the order's id.
+    payments = forest.search(
+        TraceFilter(workflow_id="payment-a"), scope=frozenset({"payments"})
+    ).rows
+    assert [(row.workflow_type, row.workflow_id, row.run_id) for row in payments] == [
+        ("OrderWorkflow", None, None)
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
 from playwright.async_api import Page
 
@@ -49,11 +50,14 @@ async def test_each_run_links_to_its_own_history(
     if scenario == "ok":  # its tree reaches every sample namespace: each run links to its own
         linked = {n["namespace"] for n in nodes if _history_url(n)}
         assert linked == {"orders", "payments", "notifications", "inventory"}, linked
-    # The detail panel's link is the same as the row's.
-    for index, node in enumerate(nodes):
-        expected = _history_url(node)
-        if expected is None:
-            continue
-        detail = page.locator(f"#detail-n{index}")
-        html = await detail.inner_html()
-        assert f'href="{expected}"' in html.replace("&amp;", "&")
+    # The detail panel's link (loaded on demand from the page's detail URL) is the row's.
+    detail_url = await page.locator(".waterfall").get_attribute("data-detail")
+    assert detail_url is not None
+    async with httpx.AsyncClient(base_url=ui.url) as client:
+        for index, node in enumerate(nodes):
+            expected = _history_url(node)
+            if expected is None:
+                continue
+            answer = (await client.get(detail_url.replace("{n}", str(index)))).json()
+            assert answer["node"]["history_url"] == expected
+            assert f'href="{expected}"' in answer["html"].replace("&amp;", "&")

@@ -5,7 +5,16 @@ The lowest layer of the collector: it knows tables, not call trees. :mod:`tracer
 reads through it and :mod:`tracer.store` writes through it.
 """
 
-from ._engine import DEFAULT_DB_URL, alembic_config, create_db_engine, upgrade_database
+from ._engine import (
+    DEFAULT_DB_URL,
+    DatabaseFile,
+    DatabaseProblem,
+    alembic_config,
+    check_db_url,
+    create_db_engine,
+    describe_database_error,
+    upgrade_database,
+)
 from ._models import (
     Base,
     Call,
@@ -18,6 +27,7 @@ from ._models import (
     NamespaceState,
     NexusEndpointRow,
     Span,
+    StoreProbe,
     TreeEdge,
     TreeSummary,
     TreeTerm,
@@ -29,6 +39,7 @@ from ._span_json import (
     StoredEvent,
     StoredLink,
     attribute_map,
+    bounded_attribute_map,
     decode_attributes,
     decode_events,
     decode_links,
@@ -44,6 +55,8 @@ __all__ = [
     "Base",
     "Call",
     "CollectorInstance",
+    "DatabaseFile",
+    "DatabaseProblem",
     "EdgeHour",
     "ExportCursor",
     "ExportRun",
@@ -52,6 +65,7 @@ __all__ = [
     "NamespaceState",
     "NexusEndpointRow",
     "Span",
+    "StoreProbe",
     "StoredEvent",
     "StoredLink",
     "TreeEdge",
@@ -61,10 +75,13 @@ __all__ = [
     "WorkflowRun",
     "alembic_config",
     "attribute_map",
+    "bounded_attribute_map",
+    "check_db_url",
     "create_db_engine",
     "decode_attributes",
     "decode_events",
     "decode_links",
+    "describe_database_error",
     "encode_events",
     "encode_links",
     "format_attribute",

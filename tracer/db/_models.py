@@ -35,6 +35,7 @@ __all__ = [
     "NamespaceState",
     "NexusEndpointRow",
     "Span",
+    "StoreProbe",
     "TreeEdge",
     "TreeSummary",
     "TreeTerm",
@@ -228,6 +229,15 @@ class NamespaceState(Base):
     runs_linked: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class StoreProbe(Base):
+    """A row readiness checks rewrite: a store that cannot commit it is not ready."""
+
+    __tablename__ = "store_probes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class Span(Base):
     """A span received over OTLP, with the Temporal identity lifted out of its attributes."""
 
@@ -259,6 +269,11 @@ class Span(Base):
     events: Mapped[str] = mapped_column(Text, default="[]")
     links: Mapped[str] = mapped_column(Text, default="[]")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # OTLP's dropped counts: what the sender dropped plus what the receiver's span limits
+    # dropped (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT and friends).
+    dropped_attributes_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dropped_events_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dropped_links_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TreeSummary(RunIdentity, Base):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "StoredEvent",
     "StoredLink",
     "attribute_map",
+    "bounded_attribute_map",
     "decode_attributes",
     "decode_events",
     "decode_links",
@@ -88,33 +89,119 @@ def attribute_map(attributes: Iterable[KeyValue]) -> dict[str, dict[str, Any]]:
     return result
 
 
-def encode_events(span: OtlpSpan) -> str:
-    """A span's events as stored JSON text."""
-    return _ENCODER.encode(
-        [
+def _clip(value: dict[str, Any], length: int) -> dict[str, Any]:
+    """An ``AnyValue`` whose strings (and byte arrays), nested ones too, are cut to
+    ``length`` characters (bytes), as OpenTelemetry's attribute value length limit says."""
+    if "stringValue" in value:
+        text = value["stringValue"]
+        return {"stringValue": text[:length]} if len(text) > length else value
+    if "bytesValue" in value:
+        raw = base64.b64decode(value["bytesValue"])
+        if len(raw) <= length:
+            return value
+        return {"bytesValue": base64.b64encode(raw[:length]).decode("ascii")}
+    if "arrayValue" in value:
+        items = value["arrayValue"].get("values", [])
+        return {"arrayValue": {"values": [_clip(item, length) for item in items]}}
+    if "kvlistValue" in value:
+        pairs = value["kvlistValue"].get("values", [])
+        return {
+            "kvlistValue": {
+                "values": [
+                    {"key": pair["key"], "value": _clip(pair["value"], length)} for pair in pairs
+                ]
+            }
+        }
+    return value
+
+
+def bounded_attribute_map(
+    attributes: Sequence[KeyValue], count: int, length: int | None
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """:func:`attribute_map` within OpenTelemetry's attribute limits: the first ``count``
+    keys are kept and their values cut to ``length`` (``None``: no length limit).
+
+    Returns:
+        The stored map and how many attributes were dropped (the count limit only: a cut
+        value is not a dropped one).
+    """
+    result: dict[str, dict[str, Any]] = {}
+    dropped = 0
+    for kv in attributes:
+        key = kv.key
+        if key not in result and len(result) >= count:
+            dropped += 1
+            continue
+        value = kv.value
+        if value.WhichOneof("value") == "string_value":
+            text = value.string_value
+            if length is not None and len(text) > length:
+                text = text[:length]
+            result[key] = {"stringValue": text}
+        else:
+            converted = _any_value(value)
+            result[key] = _clip(converted, length) if length is not None else converted
+    return result, dropped
+
+
+def _dropped(known: int, ours: int) -> dict[str, int]:
+    total = known + ours
+    return {"droppedAttributesCount": total} if total else {}
+
+
+def encode_events(
+    span: OtlpSpan,
+    count: int | None = None,
+    attribute_count: int | None = None,
+    length: int | None = None,
+) -> str:
+    """A span's events as stored JSON text: the first ``count`` events, each within
+    ``attribute_count`` attributes of at most ``length`` characters, its name too (no
+    limit where ``None``). An event that lost attributes records how many in
+    ``droppedAttributesCount``."""
+    events = span.events if count is None else span.events[:count]
+    stored = []
+    for event in events:
+        attributes, dropped = bounded_attribute_map(
+            event.attributes, attribute_count if attribute_count is not None else 2**31, length
+        )
+        name = event.name if length is None else event.name[:length]
+        stored.append(
             {
                 "timeUnixNano": str(event.time_unix_nano),
-                "name": event.name,
-                "attributes": attribute_map(event.attributes),
+                "name": name,
+                "attributes": attributes,
+                **_dropped(event.dropped_attributes_count, dropped),
             }
-            for event in span.events
-        ]
-    )
+        )
+    return _ENCODER.encode(stored)
 
 
-def encode_links(span: OtlpSpan) -> str:
-    """A span's links as stored JSON text."""
-    return _ENCODER.encode(
-        [
+def encode_links(
+    span: OtlpSpan,
+    count: int | None = None,
+    attribute_count: int | None = None,
+    length: int | None = None,
+) -> str:
+    """A span's links as stored JSON text, within the same kind of limits as
+    :func:`encode_events` (``traceState`` cut to ``length`` too)."""
+    links = span.links if count is None else span.links[:count]
+    stored = []
+    for link in links:
+        attributes, dropped = bounded_attribute_map(
+            link.attributes, attribute_count if attribute_count is not None else 2**31, length
+        )
+        state = link.trace_state if length is None else link.trace_state[:length]
+        stored.append(
             {
                 "traceId": link.trace_id.hex(),
                 "spanId": link.span_id.hex(),
-                "traceState": link.trace_state,
-                "attributes": attribute_map(link.attributes),
+                "traceState": state,
+                "attributes": attributes,
+                **_dropped(link.dropped_attributes_count, dropped),
             }
-            for link in span.links
-        ]
-    )
+        )
+    return _ENCODER.encode(stored)
 
 
 # --- reading (stored JSON -> values) ---------------------------------------------------

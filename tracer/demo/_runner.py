@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -105,17 +106,17 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C (or until ready, with ``--exit-when-ready``)."""
     if args.temporal_address:
-        ensure_port_free(args.inventory_port, "inventory API", args.host)
+        ensure_port_free(args.inventory_port, "inventory API", args.host, "--inventory-port")
         run_until_signalled(_sample_fleet_only(args))
         return 0
-    for port, what in (
-        (args.port, "tracer UI"),
-        (args.otlp_port, "OTLP receiver"),
-        (args.temporal_port, "Temporal gRPC"),
-        (args.temporal_ui_port, "Temporal UI"),
-        (args.inventory_port, "inventory API"),
+    for port, what, flag in (
+        (args.port, "tracer UI", "--port"),
+        (args.otlp_port, "OTLP receiver", "--otlp-port"),
+        (args.temporal_port, "Temporal gRPC", "--temporal-port"),
+        (args.temporal_ui_port, "Temporal UI", "--temporal-ui-port"),
+        (args.inventory_port, "inventory API", "--inventory-port"),
     ):
-        ensure_port_free(port, what, args.host)
+        ensure_port_free(port, what, args.host, flag)
     run_until_signalled(_demo(args))
     print("temporal-tracer demo stopped; nothing left running.", flush=True)
     return 0
@@ -234,7 +235,10 @@ async def _wait_linked(collector: Collector, outcomes: list[OrderOutcome]) -> No
     waiting = {outcome.order_id for outcome in outcomes}
     while waiting and time.monotonic() < deadline:
         for order_id in list(waiting):
-            root = await asyncio.to_thread(collector.store.tree, ORDERS_NAMESPACE, order_id)
+            # The demo's own read: it sees every namespace it started.
+            root = await asyncio.to_thread(
+                functools.partial(collector.store.tree, ORDERS_NAMESPACE, order_id, scope=None)
+            )
             if (
                 root is not None
                 and root.status != "running"

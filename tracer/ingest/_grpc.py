@@ -1,6 +1,7 @@
 """The OTLP/gRPC trace receiver: ``TraceService/Export`` into the ``spans`` table.
 
-The same semantics as the OTLP/HTTP receiver, in gRPC's words: partial success for spans
+The same semantics as the OTLP/HTTP receiver, in gRPC's words: the same bearer token
+(``UNAUTHENTICATED`` without it) and span limits, partial success for spans
 that cannot be stored, ``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` when too many exports
 are in flight (standard exporters retry it after the delay given), ``UNAVAILABLE`` when
 the store cannot commit, gzip (gRPC's own message compression) and the same size limit,
@@ -27,8 +28,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
 )
 from sqlalchemy.exc import OperationalError
 
-from tracer.store import Store
+from tracer.store import Store, StoreUnavailableError
 
+from ._auth import bearer_matches
+from ._limits import DEFAULT_SPAN_LIMITS, SpanLimits
 from ._otlp import request_to_rows
 from ._receiver import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PENDING, RETRY_AFTER_SECONDS
 
@@ -43,16 +46,27 @@ _RETRY_INFO = RetryInfo(retry_delay=Duration(seconds=RETRY_AFTER_SECONDS)).Seria
 class _TraceService(TraceServiceServicer):
     """Stores the spans of each export."""
 
-    def __init__(self, store: Store, max_pending: int) -> None:
+    def __init__(
+        self, store: Store, max_pending: int, token: str | None, limits: SpanLimits
+    ) -> None:
         self.store = store
         self.max_pending = max_pending
         self.pending = 0
+        self.token = token.encode() if token else None
+        self.limits = limits
 
     async def Export(
         self,
         request: ExportTraceServiceRequest,
         context: grpc.aio.ServicerContext[ExportTraceServiceRequest, ExportTraceServiceResponse],
     ) -> ExportTraceServiceResponse:
+        metadata = dict(context.invocation_metadata() or ())
+        authorization = metadata.get("authorization", "")
+        if not bearer_matches(str(authorization), self.token):
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "a bearer token is required: set OTEL_EXPORTER_OTLP_HEADERS",
+            )
         if self.pending >= self.max_pending:
             context.set_trailing_metadata((("google.rpc.retryinfo-bin", _RETRY_INFO),))
             await context.abort(
@@ -61,11 +75,13 @@ class _TraceService(TraceServiceServicer):
             )
         self.pending += 1
         try:
-            decoded = await asyncio.to_thread(request_to_rows, request, datetime.now(UTC))
+            decoded = await asyncio.to_thread(
+                request_to_rows, request, datetime.now(UTC), self.limits
+            )
             await asyncio.to_thread(self.store.save_spans, decoded.rows)
-        except OperationalError as err:
-            # Locked or unreachable database: a transient condition the exporter retries.
-            logger.warning("OTLP/gRPC receiver could not store spans: %s", err.orig)
+        except (OperationalError, StoreUnavailableError) as err:
+            # Locked, unreachable or replaced database: nothing acknowledged, retried later.
+            logger.warning("OTLP/gRPC receiver could not store spans: %s", err)
             context.set_trailing_metadata((("google.rpc.retryinfo-bin", _RETRY_INFO),))
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, "the span store is unavailable, retry later"
@@ -98,6 +114,8 @@ class GrpcReceiver:
         *,
         max_message_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_pending: int = DEFAULT_MAX_PENDING,
+        token: str | None = None,
+        limits: SpanLimits = DEFAULT_SPAN_LIMITS,
     ) -> None:
         """Prepare a receiver.
 
@@ -108,6 +126,9 @@ class GrpcReceiver:
             max_message_bytes: The largest export accepted, after decompression
                 (``RESOURCE_EXHAUSTED`` beyond).
             max_pending: How many exports may be in flight at once.
+            token: A bearer token every export must carry in its ``authorization``
+                metadata (``None``: no authentication); the HTTP receiver's token.
+            limits: What is kept of each span (OpenTelemetry's span limits).
         """
         self.host = host
         self.port = port
@@ -119,7 +140,7 @@ class GrpcReceiver:
             ]
         )
         add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            _TraceService(store, max_pending), self._server
+            _TraceService(store, max_pending, token, limits), self._server
         )
 
     async def start(self) -> None:

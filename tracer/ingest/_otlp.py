@@ -31,7 +31,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
-from tracer.db import attribute_map, encode_events, encode_links
+from tracer.db import bounded_attribute_map, encode_events, encode_links
+
+from ._limits import DEFAULT_SPAN_LIMITS, SpanLimits
 
 __all__ = [
     "NAMESPACE_KEYS",
@@ -70,6 +72,8 @@ _RUN_ID_MAX = 64
 _REQUEST_ID_MAX = 255
 # SQLite and PostgreSQL store signed 64-bit integers; OTLP times are unsigned.
 _MAX_INT64 = 2**63 - 1
+# OTLP's dropped counts are uint32; the columns are (signed) integers.
+_MAX_INT32 = 2**31 - 1
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 # The same output as json.dumps, minus the cycle check (these dicts are fresh trees).
@@ -289,17 +293,23 @@ def _span_problem(span: OtlpSpan) -> str | None:
     return None
 
 
-def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -> DecodedSpans:
+def request_to_rows(
+    request: ExportTraceServiceRequest,
+    received_at: datetime,
+    limits: SpanLimits = DEFAULT_SPAN_LIMITS,
+) -> DecodedSpans:
     """Turn the spans of an export request into rows of the ``spans`` table.
 
     Temporal's identity is lifted from the span attributes (falling back on the resource's):
     ``temporal.namespace``, ``temporal.workflow_id``, ``temporal.run_id`` and the Nexus
     request id (``temporal.nexus.request_id`` or ``temporal.request_id``); ``service_name``
-    comes from the resource's ``service.name``.
+    comes from the resource's ``service.name``. What a span holds is kept within
+    ``limits``; what they drop is added to the span's dropped counts.
 
     Args:
         request: The parsed export request.
         received_at: The receive time stored on every row (UTC-aware).
+        limits: The span limits (OpenTelemetry's, see :class:`SpanLimits`).
 
     Returns:
         The rows of the valid spans and the count of rejected ones.
@@ -307,8 +317,11 @@ def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -
     result = DecodedSpans()
     rows = result.rows
     encode = _ENCODER.encode
+    length = limits.attribute_value_length
     for resource_spans in request.resource_spans:
-        resource = attribute_map(resource_spans.resource.attributes)
+        resource, _ = bounded_attribute_map(
+            resource_spans.resource.attributes, limits.attribute_count, length
+        )
         resource_json = encode(resource)
         service_name = _lift(resource, ("service.name",), _SERVICE_MAX, None)
         default_namespace = _lift(resource, NAMESPACE_KEYS, _NAMESPACE_MAX, None)
@@ -335,13 +348,16 @@ def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -
                         problem = _span_problem(span)
                         result.reasons.append(f"span {span_id.hex() or '?'}: {problem}")
                     continue
-                attributes = attribute_map(span.attributes)
+                attributes, dropped_attributes = bounded_attribute_map(
+                    span.attributes, limits.attribute_count, length
+                )
                 get = attributes.get
                 name = span.name
                 if len(name) > _NAME_MAX or "\x00" in name:
                     name = _column_text(name[:_NAME_MAX])
                 status = span.status
-                message = status.message
+                message = status.message[:length]
+                events, links = span.events, span.links
                 rows.append(
                     {
                         "trace_id": trace_id.hex(),
@@ -367,9 +383,28 @@ def request_to_rows(request: ExportTraceServiceRequest, received_at: datetime) -
                         or _text(get("temporal.request_id"), _REQUEST_ID_MAX),
                         "attributes": encode(attributes) if attributes else "{}",
                         "resource": resource_json,
-                        "events": encode_events(span) if span.events else "[]",
-                        "links": encode_links(span) if span.links else "[]",
+                        "events": encode_events(
+                            span, limits.event_count, limits.event_attribute_count, length
+                        )
+                        if events
+                        else "[]",
+                        "links": encode_links(
+                            span, limits.link_count, limits.link_attribute_count, length
+                        )
+                        if links
+                        else "[]",
                         "received_at": received_at,
+                        "dropped_attributes_count": min(
+                            span.dropped_attributes_count + dropped_attributes, _MAX_INT32
+                        ),
+                        "dropped_events_count": min(
+                            span.dropped_events_count + max(0, len(events) - limits.event_count),
+                            _MAX_INT32,
+                        ),
+                        "dropped_links_count": min(
+                            span.dropped_links_count + max(0, len(links) - limits.link_count),
+                            _MAX_INT32,
+                        ),
                     }
                 )
     return result
@@ -382,6 +417,7 @@ def decode_export_request(
     *,
     gzipped: bool = False,
     max_bytes: int = 8 * 1024 * 1024,
+    limits: SpanLimits = DEFAULT_SPAN_LIMITS,
 ) -> DecodedSpans:
     """Decompress, parse and convert one export request body into span rows.
 
@@ -391,6 +427,7 @@ def decode_export_request(
         received_at: The receive time stored on every row (UTC-aware).
         gzipped: Whether the body has ``Content-Encoding: gzip``.
         max_bytes: The largest (decompressed) body accepted.
+        limits: What is kept of each span (see :class:`SpanLimits`).
 
     Returns:
         The rows of the valid spans and the count of rejected ones.
@@ -403,7 +440,7 @@ def decode_export_request(
         body = decompress_gzip(body, max_bytes)
     elif len(body) > max_bytes:
         raise BodyTooLargeError(f"body exceeds {max_bytes} bytes")
-    return request_to_rows(parse_export_request(body, encoding), received_at)
+    return request_to_rows(parse_export_request(body, encoding), received_at, limits)
 
 
 # --- responses --------------------------------------------------------------------------

@@ -5,6 +5,11 @@ success, 400/405/413/415, and 503 with ``Retry-After`` when too many requests ar
 or the database is unavailable (the exporters retry those). Decoding and the database
 write run in a worker thread so the event loop keeps answering; spans are inserted with
 ``ON CONFLICT DO NOTHING``, so a retried export never stores a span twice.
+
+With a token, every request must carry ``Authorization: Bearer <token>`` (what a standard
+exporter sends with ``OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20<token>``); others
+get 401 with ``WWW-Authenticate: Bearer``. What is kept of each span is bounded by
+:class:`SpanLimits`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tracer.store import Store
+from tracer.store import Store, StoreUnavailableError
 
+from ._auth import bearer_matches
+from ._limits import DEFAULT_SPAN_LIMITS, SpanLimits
 from ._otlp import (
     BodyTooLargeError,
     DecodedSpans,
@@ -57,6 +64,7 @@ _RESOURCE_EXHAUSTED = 8
 _UNIMPLEMENTED = 12
 _INTERNAL = 13
 _UNAVAILABLE = 14
+_UNAUTHENTICATED = 16
 
 
 def _error(status: int, code: int, message: str, encoding: Encoding, **headers: str) -> Response:
@@ -75,11 +83,22 @@ def _overloaded(message: str, encoding: Encoding) -> Response:
 class _Receiver:
     """The state behind one receiver app: the store and the in-flight request count."""
 
-    def __init__(self, store: Store, max_body_bytes: int, max_pending: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_body_bytes: int,
+        max_pending: int,
+        token: str | None,
+        limits: SpanLimits,
+    ) -> None:
         self.store = store
         self.max_body_bytes = max_body_bytes
         self.max_pending = max_pending
+        self.token = token.encode() if token else None
+        self.limits = limits
         self.pending = 0
+        # Why the last write failed, to log each outage once rather than per request.
+        self.outage: str | None = None
         # Decoding and writing are separate steps in separate threads, so one request is
         # decoded while the previous one is in SQLite (which releases the GIL).
         self.decoders = anyio.CapacityLimiter(2)
@@ -94,6 +113,7 @@ class _Receiver:
             datetime.now(UTC),
             gzipped=gzipped,
             max_bytes=self.max_body_bytes,
+            limits=self.limits,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,10 +132,27 @@ class _Receiver:
             parts.append(chunk)
         return b"".join(parts)
 
+    def authorized(self, request: Request) -> bool:
+        """Whether the request carries the bearer token (always, when there is none)."""
+        return bearer_matches(request.headers.get("authorization", ""), self.token)
+
+    def _outage(self, reason: str) -> None:
+        if self.outage is None:
+            logger.warning("OTLP receiver cannot store spans (answering 503): %s", reason)
+        self.outage = reason
+
     async def traces(self, request: Request) -> Response:
         """Handle ``/v1/traces``."""
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         encoding = _CONTENT_TYPES.get(media_type)
+        if not self.authorized(request):
+            return _error(
+                401,
+                _UNAUTHENTICATED,
+                "a bearer token is required: set OTEL_EXPORTER_OTLP_HEADERS",
+                encoding or "json",
+                **{"WWW-Authenticate": "Bearer"},
+            )
         if request.method != "POST":
             return _error(
                 405,
@@ -172,13 +209,17 @@ class _Receiver:
             return _error(413, _RESOURCE_EXHAUSTED, str(err), encoding)
         except OtlpDecodeError as err:
             return _error(400, _INVALID_ARGUMENT, str(err), encoding)
-        except OperationalError as err:
-            # Locked or unreachable database: a transient condition the exporter retries.
-            logger.warning("OTLP receiver could not store spans: %s", err.orig)
+        except (OperationalError, StoreUnavailableError) as err:
+            # Locked or unreachable database, or a SQLite file a restart would not open:
+            # never acknowledged, so the exporter retries it.
+            self._outage(str(getattr(err, "orig", None) or err))
             return _overloaded("the span store is unavailable, retry later", encoding)
         except Exception:
             logger.exception("OTLP receiver failed to store spans")
             return _error(500, _INTERNAL, "internal error while storing spans", encoding)
+        if self.outage is not None:
+            logger.info("OTLP receiver stores spans again")
+            self.outage = None
         return Response(
             encode_export_response(decoded.rejected, decoded.error_message, encoding),
             media_type=_MEDIA_TYPES[encoding],
@@ -190,6 +231,8 @@ def create_receiver_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_pending: int = DEFAULT_MAX_PENDING,
+    token: str | None = None,
+    limits: SpanLimits = DEFAULT_SPAN_LIMITS,
 ) -> Starlette:
     """The OTLP/HTTP receiver as an ASGI app serving ``POST /v1/traces``.
 
@@ -199,11 +242,13 @@ def create_receiver_app(
             decompression (413 beyond).
         max_pending: How many export requests may be in flight (read, decoded or written)
             at once; more get 503 with ``Retry-After``. 0 refuses every request.
+        token: A bearer token every request must carry (``None``: no authentication).
+        limits: What is kept of each span (OpenTelemetry's span limits).
 
     Returns:
         A Starlette app; serve it with uvicorn, usually on port 4318.
     """
-    receiver = _Receiver(store, max_body_bytes, max_pending)
+    receiver = _Receiver(store, max_body_bytes, max_pending, token, limits)
     # An ASGI endpoint (not a function) gets every method, so ours answers the 405s.
     app = Starlette(routes=[Route("/v1/traces", receiver)])
     app.state.receiver = receiver

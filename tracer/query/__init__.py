@@ -2,6 +2,7 @@
 
 :mod:`tracer.query._graph` is the one place that decides who called a run, which run
 roots a tree and which runs a tree holds; everything else asks it.
+:mod:`tracer.query._visibility` is the one place that decides what a viewer may see.
 """
 
 from ._figures import TreeFigures, failure_origins, figures_of
@@ -24,17 +25,22 @@ from ._map import (
     namespace_map,
 )
 from ._search import PREFIX_WILDCARD, TraceFilter, TracePage, TraceSummary, search_traces
-from ._spans import SpanInfo, spans_for_tree
+from ._spans import NODE_SPAN_LIMIT, SpanInfo, match_node_spans, spans_for_node, spans_for_tree
 from ._tree import TreeBuilder, TreeNode, build_tree, iso_time
+from ._visibility import EVERY_NAMESPACE, HIDDEN_NAMESPACE, Scope, Visible, token_namespace
 
 __all__ = [
+    "EVERY_NAMESPACE",
+    "HIDDEN_NAMESPACE",
     "MAX_DEPTH",
+    "NODE_SPAN_LIMIT",
     "PREFIX_WILDCARD",
     "CallGraph",
     "Caller",
     "EdgeSample",
     "MapEdge",
     "NamespaceMap",
+    "Scope",
     "SpanInfo",
     "TraceFilter",
     "TracePage",
@@ -42,6 +48,7 @@ __all__ = [
     "TreeBuilder",
     "TreeFigures",
     "TreeNode",
+    "Visible",
     "bucket_latency",
     "build_tree",
     "chunks",
@@ -51,9 +58,12 @@ __all__ = [
     "iso_time",
     "latency_bucket",
     "link_matches_call",
+    "match_node_spans",
     "namespace_map",
     "precedence",
     "root_condition",
     "search_traces",
+    "spans_for_node",
     "spans_for_tree",
+    "token_namespace",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -205,18 +205,24 @@ def namespace_map(
     since: datetime | None = None,
     until: datetime | None = None,
     namespaces: Iterable[str] = (),
+    edge_view: Callable[[str, str], tuple[str, str] | None] | None = None,
 ) -> NamespaceMap:
     """Which namespaces call which between ``since`` and ``until`` (by call start time),
     added up in the database from the calls the tree summaries recorded (p95 latencies
     to within a bucket, about 9 %). ``namespaces`` adds nodes that made or received no
-    call in the window.
+    call in the window. ``edge_view`` maps each ``(caller, callee)`` to the names a viewer
+    sees, or to ``None`` to leave the calls out; calls that end up under the same names
+    are added up together.
     """
     calls: dict[tuple[str, str], int] = defaultdict(int)
     errors: dict[tuple[str, str], int] = defaultdict(int)
     kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
     histograms: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
     for caller, callee, kind, failed, bucket, count in _grouped_calls(session, since, until):
-        key = (caller, callee)
+        shown = edge_view(caller, callee) if edge_view is not None else (caller, callee)
+        if shown is None:
+            continue
+        key = shown
         calls[key] += count
         errors[key] += count if failed else 0
         kinds[key].add(kind)

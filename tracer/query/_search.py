@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from tracer.db import TreeSummary, TreeTerm
+from tracer.db import TreeSummary, TreeTerm, WorkflowRun
 
 __all__ = [
     "PREFIX_WILDCARD",
@@ -49,7 +49,9 @@ class TraceFilter:
         until: Root started at or before this instant.
         min_duration: The caller (the root run) ran at least this many seconds (open
             roots: until now).
-        visible_namespaces: When set, only trees touching one of these namespaces.
+        visible_namespaces: When set, only trees touching one of these namespaces, and
+            ``workflow_type`` and ``workflow_id`` match only workflows in these namespaces
+            (a hidden workflow's id or type finds nothing).
         page: 1-based page number.
         page_size: Rows per page.
     """
@@ -73,8 +75,8 @@ class TraceSummary:
     root_pk: int
     namespace: str
     workflow_type: str
-    workflow_id: str
-    run_id: str
+    workflow_id: str | None  # None: the viewer may not see the root's namespace
+    run_id: str | None
     status: str
     start_time: datetime
     end_time: datetime | None
@@ -142,6 +144,21 @@ def _term_count(session: Session, field: str, value: str) -> int:
     )
 
 
+def _visible_match(
+    summary: Any, field: str, value: str, visible: frozenset[str]
+) -> ColumnElement[bool]:
+    """SQL: a workflow of the tree in a visible namespace has this id or type, so that a
+    term only a hidden namespace holds matches nothing (through the runs' root index)."""
+    run = aliased(WorkflowRun)
+    column = run.workflow_id if field == "workflow_id" else run.workflow_type
+    if field == "workflow_id" and value.endswith(PREFIX_WILDCARD):
+        prefix = value[: -len(PREFIX_WILDCARD)]
+        match = and_(column >= prefix, column < prefix + _PREFIX_END)
+    else:
+        match = column == value
+    return exists().where(run.root_pk == summary.root_pk, run.namespace.in_(sorted(visible)), match)
+
+
 def search_traces(session: Session, criteria: TraceFilter) -> TracePage:
     """Call trees matching ``criteria``, newest root first, with the exact total."""
     now = datetime.now(UTC)
@@ -175,6 +192,11 @@ def search_traces(session: Session, criteria: TraceFilter) -> TracePage:
             exists().where(other.root_pk == summary.root_pk, _term(other, field, value))
         )
     if criteria.visible_namespaces is not None:
+        conditions.extend(
+            _visible_match(summary, field, value, criteria.visible_namespaces)
+            for field, value in terms
+            if field != "namespace"
+        )
         seen = aliased(TreeTerm)
         conditions.append(
             exists().where(

@@ -6,15 +6,27 @@ values. Nothing above this package opens a database session for those.
 """
 
 from ._facts import CallFacts, LinkFacts, RunFacts
-from ._store import NamespaceStatus, NexusEndpoint, Store
+from ._store import (
+    LINKER_STALE_AFTER,
+    NamespaceStatus,
+    NexusEndpoint,
+    NodeDetail,
+    Readiness,
+    Store,
+    StoreUnavailableError,
+)
 from ._summaries import forget_trees
 
 __all__ = [
+    "LINKER_STALE_AFTER",
     "CallFacts",
     "LinkFacts",
     "NamespaceStatus",
     "NexusEndpoint",
+    "NodeDetail",
+    "Readiness",
     "RunFacts",
     "Store",
+    "StoreUnavailableError",
     "forget_trees",
 ]

@@ -2,44 +2,114 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, text
+from sqlalchemy import Engine, delete, event, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tracer.db import (
     Call,
     CollectorInstance,
+    DatabaseFile,
     Link,
     NamespaceLease,
     NamespaceState,
     NexusEndpointRow,
     Span,
+    StoreProbe,
     WorkflowRun,
     insert_ignoring_duplicates,
 )
 from tracer.query import (
     NamespaceMap,
+    Scope,
     SpanInfo,
     TraceFilter,
     TracePage,
     TreeNode,
+    Visible,
     build_tree,
     chunks,
     namespace_map,
     search_traces,
+    spans_for_node,
     spans_for_tree,
 )
 
 from ._facts import RunFacts
 from ._summaries import refresh_summaries
 
-__all__ = ["NamespaceStatus", "NexusEndpoint", "Store"]
+__all__ = [
+    "LINKER_STALE_AFTER",
+    "NamespaceStatus",
+    "NexusEndpoint",
+    "NodeDetail",
+    "Readiness",
+    "Store",
+    "StoreUnavailableError",
+]
+
+LINKER_STALE_AFTER = timedelta(minutes=2)
+"""A namespace the linker has not polled successfully for this long is not reachable."""
+
+
+class StoreUnavailableError(Exception):
+    """A write may not survive a restart: the SQLite file this process writes to is no
+    longer the file at its path (deleted, moved or replaced)."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the collector can do its job, and if not, why.
+
+    Attributes:
+        store: Why the store cannot commit a write (``None``: it can).
+        database_file: Why the SQLite file written to is not the one a restart would open.
+        temporal: Why no linked namespace is reachable (``None`` also when the store has
+            no linked namespace at all: a UI over a store nobody links).
+    """
+
+    store: str | None = None
+    database_file: str | None = None
+    temporal: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether every check passed."""
+        return self.store is None and self.database_file is None and self.temporal is None
+
+    @property
+    def failing(self) -> list[str]:
+        """The names of the checks that failed."""
+        return [
+            name
+            for name, problem in (
+                ("store", self.store),
+                ("database_file", self.database_file),
+                ("temporal", self.temporal),
+            )
+            if problem is not None
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        """Each check as ``"ok"`` or its problem, and ``ready``."""
+        return {
+            "ready": self.ready,
+            "store": self.store or "ok",
+            "database_file": self.database_file or "ok",
+            "temporal": self.temporal or "ok",
+        }
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text_ = " ".join(str(getattr(err, "orig", None) or err).split())
+    return f"{type(err).__name__}: {text_[:limit]}"
 
 
 # A read summarizes at most this many pending runs itself, so every write made before it
@@ -58,6 +128,26 @@ class NexusEndpoint:
     name: str
     namespace: str
     task_queue: str
+
+
+@dataclass(frozen=True)
+class NodeDetail:
+    """One node of a call tree with what its detail panel shows, as a viewer may see it.
+
+    Attributes:
+        root: The whole (redacted) tree the node belongs to.
+        node: The node, the ``index``-th of the tree in depth-first order.
+        parent: The node it hangs off (``None`` for the root).
+        spans: Its spans, visible ones only, earliest first.
+        endpoints: Known Nexus endpoints; the task queue of one whose namespace the viewer
+            may not see is empty.
+    """
+
+    root: TreeNode
+    node: TreeNode
+    parent: TreeNode | None
+    spans: list[SpanInfo]
+    endpoints: list[NexusEndpoint]
 
 
 @dataclass(frozen=True)
@@ -81,6 +171,11 @@ class Store:
     """The SQL store behind an engine (SQLite or PostgreSQL): every write, and every read
     the UI and API make, returning plain values.
 
+    Every read the UI and API make takes the viewer's ``scope`` (a
+    :class:`tracer.query.Scope`, the namespaces it may see, or ``None`` for all of them)
+    and returns only what that viewer may see: the redaction rule of
+    :mod:`tracer.query._visibility`, applied here so no page has to.
+
     Its methods block on the database: from async code, call them in a worker thread
     (``asyncio.to_thread``).
     """
@@ -90,35 +185,161 @@ class Store:
         self.session = sessionmaker(engine, expire_on_commit=False)
         # One summarizer per process at a time; across processes, SKIP LOCKED shares.
         self._summarizing = threading.Lock()
+        self.file = DatabaseFile.of(engine)
+        if self.file is not None:
+            event.listen(engine, "do_connect", self._refuse_another_file)
+
+    def _refuse_another_file(self, *_: Any) -> None:
+        # Opening the path now would create (or open) a database a restart would not
+        # find our writes in: fail the connection instead.
+        assert self.file is not None
+        problem = self.file.problem()
+        if problem is not None:
+            raise sqlite3.OperationalError(problem)
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreUnavailableError` when the SQLite file written to is no
+        longer the file at its path (nothing to check on PostgreSQL)."""
+        problem = self.file.problem() if self.file is not None else None
+        if problem is not None:
+            raise StoreUnavailableError(problem)
 
     def ping(self) -> None:
         """Raise unless the database answers a query."""
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
+    def probe_write(self) -> None:
+        """Commit a write (the readiness probe row), as a new connection would.
+
+        Raises:
+            StoreUnavailableError: The SQLite file is not the one at its path.
+            Exception: Whatever the database raised.
+        """
+        self.check_file()
+        if self.file is not None:
+            self.file.probe_write()
+            self.check_file()
+            return
+        now = _now()
+        with self.session.begin() as session:
+            updated = session.execute(
+                update(StoreProbe).where(StoreProbe.name == "readiness").values(written_at=now)
+            )
+            if not getattr(updated, "rowcount", 0):
+                insert_ignoring_duplicates(
+                    session, StoreProbe, [{"name": "readiness", "written_at": now}]
+                )
+
+    def readiness(self, *, stale_after: timedelta = LINKER_STALE_AFTER) -> Readiness:
+        """Whether the store commits, its file is the one a restart opens, and some linked
+        namespace was reached lately (see :class:`Readiness`)."""
+        file_problem = self.file.problem() if self.file is not None else None
+        store_problem = None
+        try:
+            self.probe_write()
+        except StoreUnavailableError:
+            pass  # reported as the file's problem
+        except Exception as err:  # any failure to commit means "not ready"
+            store_problem = f"cannot commit a write: {_one_line(err)}"
+        temporal = None
+        try:
+            states = self.namespace_states()
+        except Exception as err:
+            states = []
+            store_problem = store_problem or f"cannot read: {_one_line(err)}"
+        now = _now()
+        fresh = [
+            state
+            for state in states
+            if state.status == "ok"
+            and state.last_poll_at is not None
+            and now - state.last_poll_at < stale_after
+        ]
+        if states and not fresh:
+            # Which namespace failed how is in each namespace's state, for who may see it.
+            minutes = stale_after.total_seconds() / 60
+            temporal = (
+                f"no linked namespace is reachable: none of {len(states)} was polled "
+                f"successfully in the last {minutes:g} min"
+            )
+        return Readiness(store_problem, file_problem, temporal)
+
     # --- reads for the UI and API --------------------------------------------------
 
-    def tree(self, namespace: str, workflow_id: str, run_id: str | None = None) -> TreeNode | None:
-        """The whole call tree holding a workflow (its latest run, or ``run_id``)."""
+    def tree(
+        self, namespace: str, workflow_id: str, run_id: str | None = None, *, scope: Visible
+    ) -> TreeNode | None:
+        """The whole call tree holding a workflow (its latest run, or ``run_id``), as
+        ``scope`` may see it; ``None`` when there is none, or when the workflow's own
+        namespace is hidden."""
+        seen = Scope.of(scope)
+        if not seen.sees(namespace):
+            return None
         with self.session() as session:
-            return build_tree(session, namespace, workflow_id, run_id)
+            tree = build_tree(session, namespace, workflow_id, run_id)
+            return seen.tree(tree) if tree is not None else None
 
     def tree_with_spans(
-        self, namespace: str, workflow_id: str, run_id: str | None = None
+        self, namespace: str, workflow_id: str, run_id: str | None = None, *, scope: Visible
     ) -> tuple[TreeNode, list[SpanInfo]] | None:
-        """The call tree and the spans that belong to it, read in one session."""
+        """The call tree and the spans that belong to it, read in one session, as
+        ``scope`` may see them (see :meth:`tree`)."""
+        seen = Scope.of(scope)
+        if not seen.sees(namespace):
+            return None
         with self.session() as session:
             tree = build_tree(session, namespace, workflow_id, run_id)
             if tree is None:
                 return None
-            return tree, spans_for_tree(session, tree)
+            return seen.tree(tree), seen.spans(spans_for_tree(session, tree))
 
-    def search(self, criteria: TraceFilter) -> TracePage:
-        """A page of call trees matching ``criteria``, from summaries that include every
-        write made before the call."""
-        self.refresh_summaries(max_runs=READ_REFRESH_RUNS)
+    def tree_node(
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None = None,
+        *,
+        index: int,
+        scope: Visible,
+    ) -> NodeDetail | None:
+        """The ``index``-th node (depth first) of the tree holding a workflow, with its
+        spans, as ``scope`` may see it: a hidden node keeps its structure and has no span.
+        ``None`` when there is no such tree or node (see :meth:`tree`)."""
+        seen = Scope.of(scope)
+        if not seen.sees(namespace) or index < 0:
+            return None
         with self.session() as session:
-            return search_traces(session, criteria)
+            tree = build_tree(session, namespace, workflow_id, run_id)
+            if tree is None:
+                return None
+            root = seen.tree(tree)
+            found = _nth(root, index)
+            if found is None:
+                return None
+            node, parent = found
+            spans: list[SpanInfo] = []
+            if seen.sees(node.namespace):
+                spans = seen.spans(spans_for_node(session, node, parent))
+            endpoints = [
+                endpoint if seen.sees(endpoint.namespace) else replace(endpoint, task_queue="")
+                for endpoint in self._endpoints(session)
+            ]
+            return NodeDetail(root, node, parent, spans, endpoints)
+
+    def search(self, criteria: TraceFilter, *, scope: Visible) -> TracePage:
+        """A page of call trees matching ``criteria``, from summaries that include every
+        write made before the call, as ``scope`` may see them: only trees that touch a
+        visible namespace, ids and types matched in visible namespaces only."""
+        seen = Scope.of(scope)
+        self.refresh_summaries(max_runs=READ_REFRESH_RUNS)
+        visible = criteria.visible_namespaces
+        if seen.namespaces is not None:
+            visible = seen.namespaces if visible is None else visible & seen.namespaces
+        scoped = replace(criteria, visible_namespaces=visible)
+        with self.session() as session:
+            page = search_traces(session, scoped)
+        return replace(page, rows=[seen.summary(row) for row in page.rows])
 
     def refresh_summaries(self, *, max_runs: int | None = None) -> int:
         """Bring tree summaries up to date with every run written so far; return how many
@@ -133,12 +354,11 @@ class Store:
                     break
         return done
 
-    def tree_entry(
-        self, root_pk: int, visible: frozenset[str] | None = None
-    ) -> tuple[str, str, str] | None:
+    def tree_entry(self, root_pk: int, *, scope: Visible) -> tuple[str, str, str] | None:
         """``(namespace, workflow_id, run_id)`` of a run to open a search row's tree at:
         its root, or for a viewer who cannot see the root's namespace, the first run of
         the tree in a namespace it sees (``None`` when there is none)."""
+        visible = Scope.of(scope).namespaces
         with self.session() as session:
             query = select(WorkflowRun.namespace, WorkflowRun.workflow_id, WorkflowRun.run_id)
             root = session.execute(query.where(WorkflowRun.id == root_pk)).first()
@@ -154,25 +374,44 @@ class Store:
             return (member[0], member[1], member[2]) if member is not None else None
 
     def namespace_map(
-        self, since: datetime | None = None, until: datetime | None = None
+        self, since: datetime | None = None, until: datetime | None = None, *, scope: Visible
     ) -> NamespaceMap:
-        """Calls between namespaces in the window, with every linked namespace as a node."""
+        """Calls between namespaces in the window, with every linked namespace as a node,
+        as ``scope`` may see them: calls between two hidden namespaces are left out, and a
+        hidden namespace the collector does not link is named ``(hidden)``."""
+        seen = Scope.of(scope)
         self.refresh_summaries(max_runs=READ_REFRESH_RUNS)
         with self.session() as session:
-            names = session.scalars(select(NamespaceState.namespace)).all()
-            return namespace_map(session, since=since, until=until, namespaces=names)
+            linked = frozenset(session.scalars(select(NamespaceState.namespace)).all())
+            found = namespace_map(
+                session,
+                since=since,
+                until=until,
+                namespaces=[name for name in linked if seen.sees(name)],
+                edge_view=lambda caller, callee: seen.map_edge(caller, callee, linked),
+            )
+        return found
+
+    def linker_status(self, *, scope: Visible) -> list[NamespaceStatus]:
+        """The linker's state in each namespace ``scope`` may see, by name."""
+        seen = Scope.of(scope)
+        return [state for state in self.namespace_states() if seen.sees(state.namespace)]
 
     def endpoints(self) -> list[NexusEndpoint]:
-        """The known Nexus endpoints, by name."""
+        """The known Nexus endpoints, by name (the linker's and the operator's view)."""
         with self.session() as session:
-            rows = session.execute(
-                select(
-                    NexusEndpointRow.name,
-                    NexusEndpointRow.target_namespace,
-                    NexusEndpointRow.target_task_queue,
-                ).order_by(NexusEndpointRow.name)
-            )
-            return [NexusEndpoint(name, namespace, queue) for name, namespace, queue in rows]
+            return self._endpoints(session)
+
+    @staticmethod
+    def _endpoints(session: Session) -> list[NexusEndpoint]:
+        rows = session.execute(
+            select(
+                NexusEndpointRow.name,
+                NexusEndpointRow.target_namespace,
+                NexusEndpointRow.target_task_queue,
+            ).order_by(NexusEndpointRow.name)
+        )
+        return [NexusEndpoint(name, namespace, queue) for name, namespace, queue in rows]
 
     def lease_owners(self) -> dict[str, str]:
         """Namespace (or other leased work) -> description of the live collector doing it."""
@@ -201,8 +440,10 @@ class Store:
 
     def _save_runs(self, runs: Sequence[RunFacts]) -> None:
         now = _now()
+        self.check_file()
         with self.session.begin() as session:
             _save_all(session, runs, now)
+        self.check_file()
 
     def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """``run_id -> (status, history_length)`` for those of ``run_ids`` that are stored."""
@@ -237,11 +478,18 @@ class Store:
 
         Args:
             rows: Rows of the ``spans`` table, as the OTLP decoder makes them.
+
+        Raises:
+            StoreUnavailableError: The SQLite file written to is no longer the file at its
+                path, before or after the commit: a restart would not find these spans.
         """
         if not rows:
             return
+        self.check_file()
         with self.session.begin() as session:
             insert_ignoring_duplicates(session, Span, rows)
+        # Checked after the commit too: the folder may have gone while it was written.
+        self.check_file()
 
     # --- namespace state -----------------------------------------------------------
 
@@ -354,3 +602,16 @@ def _save_all(session: Session, runs: Sequence[RunFacts], now: datetime) -> None
                     setattr(call, key, value)
         links.extend({**asdict(link), "created_at": now} for link in facts.links)
     insert_ignoring_duplicates(session, Link, links)
+
+
+def _nth(root: TreeNode, index: int) -> tuple[TreeNode, TreeNode | None] | None:
+    """The ``index``-th node of the tree in depth-first order, and its parent."""
+    stack: list[tuple[TreeNode, TreeNode | None]] = [(root, None)]
+    seen = 0
+    while stack:
+        node, parent = stack.pop()
+        if seen == index:
+            return node, parent
+        seen += 1
+        stack.extend((child, node) for child in reversed(node.children))
+    return None

@@ -6,6 +6,7 @@
   if (!tree || !panel) return;
   const body = panel.querySelector(".detail-body");
   let selected = null;
+  let loading = 0; // the latest detail request: an older answer arriving late is dropped
 
   function setExpanded(node, open) {
     if (!node.querySelector(":scope > .children")) return;
@@ -52,17 +53,45 @@
       .catch((err) => { target.textContent = "could not ask Temporal: " + err; });
   }
 
+  function note(text) {
+    const p = document.createElement("p");
+    p.className = "detail-note";
+    p.textContent = text;
+    body.replaceChildren(p);
+  }
+
+  // Node details are not in the page (it would grow with every span): fetch them.
+  function loadDetail(node) {
+    const ticket = ++loading;
+    note("Loading…");
+    const url = tree.dataset.detail.replace("{n}", node.id.slice(1));
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+      .then((data) => {
+        if (ticket !== loading) return;
+        if (data.node.kind !== node.dataset.kind || data.node.namespace !== node.dataset.namespace) {
+          note("This tree changed since the page was loaded: reload the page to see this node.");
+          return;
+        }
+        const template = document.createElement("template");
+        template.innerHTML = data.html; // rendered by the server's autoescaping template
+        body.replaceChildren(template.content);
+        const live = body.querySelector(".diagnosis[data-live]");
+        if (live) liveDiagnosis(live);
+      })
+      .catch((err) => {
+        if (ticket === loading) note("Could not load this node's detail: " + err.message);
+      });
+  }
+
   function select(node, scroll) {
     if (!node) return;
     if (selected) selected.classList.remove("selected");
     selected = node;
     node.classList.add("selected");
     revealAncestors(node);
-    const template = document.getElementById("detail-" + node.id);
-    body.replaceChildren(template.content.cloneNode(true));
     panel.hidden = false;
-    const live = body.querySelector(".diagnosis[data-live]");
-    if (live) liveDiagnosis(live);
+    loadDetail(node);
     const row = node.querySelector(":scope > .row");
     row.focus({ preventScroll: true });
     if (scroll) row.scrollIntoView({ block: "center" });
