@@ -58,6 +58,7 @@ STATUS_ICONS = {
     Status.RUNNING: "▶",
     Status.CANCELED: "⊘",
     Status.TERMINATED: "■",
+    Status.ABANDONED: "◌",
 }
 
 KIND_LABELS = {

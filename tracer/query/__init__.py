@@ -24,17 +24,20 @@ from ._map import (
     namespace_map,
 )
 from ._search import PREFIX_WILDCARD, TraceFilter, TracePage, TraceSummary, search_traces
+from ._settle import SETTLED_BY, Outcome, settle
 from ._spans import SpanInfo, spans_for_tree
 from ._tree import TreeBuilder, TreeNode, build_tree, iso_time
 
 __all__ = [
     "MAX_DEPTH",
     "PREFIX_WILDCARD",
+    "SETTLED_BY",
     "CallGraph",
     "Caller",
     "EdgeSample",
     "MapEdge",
     "NamespaceMap",
+    "Outcome",
     "SpanInfo",
     "TraceFilter",
     "TracePage",
@@ -55,5 +58,6 @@ __all__ = [
     "precedence",
     "root_condition",
     "search_traces",
+    "settle",
     "spans_for_tree",
 ]
