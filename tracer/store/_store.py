@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, text
+from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,13 +37,27 @@ from tracer.query import (
 )
 
 from ._facts import RunFacts
+from ._span_namespaces import fill_span_namespaces, with_namespaces
 from ._summaries import refresh_summaries
 
-__all__ = ["NamespaceStatus", "NexusEndpoint", "Store"]
+__all__ = ["SPAN_FILL_BATCH", "NamespaceStatus", "NexusEndpoint", "Store"]
+
+SPAN_FILL_BATCH = 1000
+"""Spans without a namespace that one :meth:`Store.fill_span_namespaces` call looks at."""
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class _SpanWalk:
+    """Where the walk over spans waiting for a namespace stands, in this process."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cursor: int = 0  # last span id looked at; 0: the walk (re)starts
+    # Newest run and call ids when the walk last started: no new ones, nothing to place.
+    newest: tuple[int | None, int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,7 @@ class Store:
         self.session = sessionmaker(engine, expire_on_commit=False)
         # One summarizer per process at a time; across processes, SKIP LOCKED shares.
         self._summarizing = threading.Lock()
+        self._span_walk = _SpanWalk()
 
     def ping(self) -> None:
         """Raise unless the database answers a query."""
@@ -236,7 +251,30 @@ class Store:
         if not rows:
             return
         with self.session.begin() as session:
-            insert_ignoring_duplicates(session, Span, rows)
+            # Spans of a run already linked take its namespace now (one query per call).
+            insert_ignoring_duplicates(session, Span, with_namespaces(session, rows))
+
+    def fill_span_namespaces(self, *, limit: int = SPAN_FILL_BATCH) -> int:
+        """Give a namespace to spans stored without one whose run (or, for a sync Nexus
+        handler, whose call) the linker has stored since; return how many got one.
+
+        Each call looks at up to ``limit`` waiting spans, resuming where the last call
+        stopped. A walk that reached the end starts over only once new runs or calls were
+        stored: until then, nothing could place the spans still waiting.
+        """
+        walk = self._span_walk
+        with walk.lock, self.session.begin() as session:
+            if walk.cursor == 0:
+                newest = (
+                    session.scalar(select(func.max(WorkflowRun.id))),
+                    session.scalar(select(func.max(Call.id))),
+                )
+                if newest == walk.newest:
+                    return 0
+                walk.newest = newest
+            last, seen, filled = fill_span_namespaces(session, walk.cursor, limit)
+            walk.cursor = last if seen == limit else 0
+            return filled
 
     # --- namespace state -----------------------------------------------------------
 
