@@ -184,16 +184,21 @@ class TreeBuilder:
                 )
         self._settle(unsettled)
         for run, call_nodes, handler_nodes in laid_out:
+            # Worst record first: when two name one message (a handler's header claim and
+            # the server's link often do), the best one comes last and stays.
+            run_messages = sorted(
+                (
+                    link
+                    for link in outgoing.get((run.namespace, run.run_id), [])
+                    if link.kind not in STARTING_LINKS
+                ),
+                key=lambda link: -precedence(link.source, link.verified),
+            )
             for index, (call, call_node) in enumerate(call_nodes):
-                # One node per message, from its best record (a handler's header claim and
-                # the server's link often both name it): the best comes last and stays.
                 sent = {
                     (m.kind, m.run_id, m.name, m.start_time): m
-                    for link in sorted(
-                        outgoing.get((run.namespace, run.run_id), []),
-                        key=lambda link: -precedence(link.source, link.verified),
-                    )
-                    if link.kind not in STARTING_LINKS and link_matches_call(link, call)
+                    for link in run_messages
+                    if link_matches_call(link, call)
                     for m in [self.message_node(link, targets)]
                 }
                 ordered = sorted(sent.values(), key=_started)
