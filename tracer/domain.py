@@ -44,12 +44,15 @@ class Status(StrEnum):
     TIMED_OUT = "timed_out"
     CANCELED = "canceled"
     TERMINATED = "terminated"
+    # A call its caller closed on without waiting, whose outcome no record tells.
+    ABANDONED = "abandoned"
 
 
 ERROR_STATUSES: frozenset[Status] = frozenset({Status.FAILED, Status.TIMED_OUT, Status.TERMINATED})
 """Statuses that count as errors everywhere: search, tree, map, UI and export.
 
-``canceled`` is not one: a cancellation is somebody's decision, not a failure.
+``canceled`` is not one: a cancellation is somebody's decision, not a failure. Nor is
+``abandoned``: the caller chose not to wait, and nothing says the call went wrong.
 """
 
 

@@ -70,6 +70,7 @@ STATUS_ICONS = {
     Status.RUNNING: "▶",
     Status.CANCELED: "⊘",
     Status.TERMINATED: "■",
+    Status.ABANDONED: "◌",
 }
 
 KIND_LABELS = {

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import true as sa_true
 from sqlalchemy.engine import Dialect
@@ -238,6 +239,10 @@ class StoreProbe(Base):
     written_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# Spans with no namespace yet that a stored run or Nexus call can still give one.
+_NAMESPACE_UNKNOWN = "namespace IS NULL AND (run_id IS NOT NULL OR request_id IS NOT NULL)"
+
+
 class Span(Base):
     """A span received over OTLP, with the Temporal identity lifted out of its attributes."""
 
@@ -246,6 +251,14 @@ class Span(Base):
         UniqueConstraint("trace_id", "span_id", name="uq_spans_trace_span"),
         Index("ix_spans_workflow", "namespace", "workflow_id"),
         Index("ix_spans_request_id", "request_id"),
+        # Spans still waiting for a namespace their run or Nexus call can give (see
+        # Store.fill_span_namespaces): few, and walked by id.
+        Index(
+            "ix_spans_namespace_unknown",
+            "id",
+            postgresql_where=text(_NAMESPACE_UNKNOWN),
+            sqlite_where=text(_NAMESPACE_UNKNOWN),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -1,4 +1,5 @@
-"""Keeping tree summaries current in the background, so search never waits on them."""
+"""Keeping tree summaries current in the background, so search never waits on them; and
+giving spans stored before their run was linked the namespace of that run."""
 
 from __future__ import annotations
 
@@ -19,13 +20,21 @@ ROUND_RUNS = 5000
 
 
 async def run_summaries(store: Store, stop: asyncio.Event, *, interval: float = 0.5) -> None:
-    """Summarize the trees of newly written runs every ``interval`` seconds."""
+    """Summarize the trees of newly written runs every ``interval`` seconds, and place
+    spans that waited for their run (a bounded batch per round)."""
     backlog = 0
     started = 0.0
 
+    def one_round() -> int:
+        done = store.refresh_summaries(max_runs=ROUND_RUNS)
+        placed = store.fill_span_namespaces()
+        if placed:
+            logger.debug("gave %d stored spans the namespace of their run", placed)
+        return done
+
     async def summarize() -> float | None:
         nonlocal backlog, started
-        done = await asyncio.to_thread(store.refresh_summaries, max_runs=ROUND_RUNS)
+        done = await asyncio.to_thread(one_round)
         if done >= ROUND_RUNS:
             if not backlog:
                 started = time.monotonic()

@@ -109,6 +109,22 @@ _CALL_CLOSE = {
     ),
 }
 
+# Events that record an update this run received (admitted ones before a worker saw them).
+_UPDATE_RECEIVED = {
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+}
+
+# What a handler link on NexusOperationStarted may point at besides the workflow the
+# operation started: the update an update-backed operation sent. That workflow lives in
+# its own tree; its own history records the update and who sent it.
+_NOT_STARTED_BY_CALL = {
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+}
+
 _FAILURE_KINDS = (
     ("application_failure_info", None),
     ("timeout_failure_info", "TimeoutError"),
@@ -147,6 +163,10 @@ def describe_failure(failure: Failure) -> tuple[str, str]:
     return "Error", failure.message
 
 
+# The ``t`` of a token that names the workflow run an operation started.
+_WORKFLOW_TOKEN = 1
+
+
 def operation_token_json(token: str) -> dict[str, Any] | None:
     """The JSON object inside a Nexus operation token (base64url), when it is one."""
     try:
@@ -160,10 +180,11 @@ def decode_operation_token(token: str) -> tuple[str, str] | None:
     """``(namespace, workflow_id)`` from a workflow-run operation token, or ``None``.
 
     The token is base64url JSON (``{"t":1,"ns":...,"wid":...}``): a fallback when no
-    history link names the handler workflow.
+    history link names the handler workflow. Tokens of other kinds (``t`` 2: an activity,
+    3: an update sent to a workflow that lives on in its own tree) give ``None``.
     """
     data = operation_token_json(token)
-    if data is None:
+    if data is None or data.get("t", _WORKFLOW_TOKEN) != _WORKFLOW_TOKEN:
         return None
     namespace, workflow_id = data.get("ns"), data.get("wid")
     if isinstance(namespace, str) and isinstance(workflow_id, str) and namespace and workflow_id:
@@ -171,8 +192,22 @@ def decode_operation_token(token: str) -> tuple[str, str] | None:
     return None
 
 
-def _callback_links(run: RunFacts, links: Iterable[LinkProto], request_id: str = "") -> None:
-    """Record the callers that handler-side callback links point back to."""
+def _caller_links(
+    run: RunFacts,
+    links: Iterable[LinkProto],
+    *,
+    kind: LinkKind = LinkKind.NEXUS,
+    request_id: str = "",
+    detail: str = "",
+    event: HistoryEvent | None = None,
+) -> None:
+    """Record the callers that handler-side links point back to.
+
+    A Nexus handler's requests carry the caller's ``NexusOperationScheduled`` event as a
+    link, and the server writes it beside what the request made here: the completion
+    callbacks of a workflow it started, or the signal or update it sent (``kind``, with
+    its name as ``detail`` and ``event`` the event that recorded it).
+    """
     for link in links:
         if not link.HasField("workflow_event"):
             continue
@@ -183,7 +218,7 @@ def _callback_links(run: RunFacts, links: Iterable[LinkProto], request_id: str =
         )
         run.links.append(
             LinkFacts(
-                kind=LinkKind.NEXUS,
+                kind=kind,
                 source=LinkSource.HANDLER_HISTORY,
                 caller_namespace=caller.namespace,
                 caller_workflow_id=caller.workflow_id,
@@ -193,6 +228,9 @@ def _callback_links(run: RunFacts, links: Iterable[LinkProto], request_id: str =
                 handler_namespace=run.namespace,
                 handler_workflow_id=run.workflow_id,
                 handler_run_id=run.run_id,
+                detail=detail,
+                target_event_id=event.event_id if event is not None else 0,
+                event_time=_time(event) if event is not None else None,
             )
         )
 
@@ -250,6 +288,8 @@ class _ParseState:
     run: RunFacts
     # Calls by the id of the event that scheduled (or initiated) them.
     calls: dict[int, CallFacts] = field(default_factory=dict)
+    # Updates whose senders are recorded: admitted and then accepted is one update.
+    updates: set[str] = field(default_factory=set)
 
     def link_out(
         self, call: CallFacts, kind: LinkKind, source: LinkSource, target: tuple[str, str, str]
@@ -284,14 +324,16 @@ def _on_workflow_started(state: _ParseState, event: HistoryEvent) -> None:
         run.parent_run_id = attrs.parent_workflow_execution.run_id
         run.parent_event_id = attrs.parent_initiated_event_id
     for callback in attrs.completion_callbacks:
-        _callback_links(run, callback.links)
-    _callback_links(run, event.links)
+        _caller_links(run, callback.links)
+    _caller_links(run, event.links)
     if CALLER_HEADER in attrs.header.fields:
         _header_link(run, attrs.header.fields[CALLER_HEADER])
 
 
 def _on_message(state: _ParseState, event: HistoryEvent) -> None:
-    """Signals and updates a caller sent through a client, and callers that attached."""
+    """Signals and updates sent to this run (through a client whose caller header names
+    the sender, or by a Nexus handler, which the event's links name), and callers that
+    attached."""
     run = state.run
     if event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
         signaled = event.workflow_execution_signaled_event_attributes
@@ -303,8 +345,17 @@ def _on_message(state: _ParseState, event: HistoryEvent) -> None:
                 detail=signaled.signal_name,
                 event=event,
             )
-    elif event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-        update = event.workflow_execution_update_accepted_event_attributes.accepted_request
+        _caller_links(
+            run, event.links, kind=LinkKind.SIGNAL, detail=signaled.signal_name, event=event
+        )
+    elif event.event_type in _UPDATE_RECEIVED:
+        if event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            update = event.workflow_execution_update_accepted_event_attributes.accepted_request
+        else:
+            update = event.workflow_execution_update_admitted_event_attributes.request
+        if update.meta.update_id in state.updates:
+            return
+        state.updates.add(update.meta.update_id)
         if CALLER_HEADER in update.input.header.fields:
             _header_link(
                 run,
@@ -313,10 +364,11 @@ def _on_message(state: _ParseState, event: HistoryEvent) -> None:
                 detail=update.input.name,
                 event=event,
             )
+        _caller_links(run, event.links, kind=LinkKind.UPDATE, detail=update.input.name, event=event)
     else:  # options updated: another Nexus caller attached to this running workflow
         attrs = event.workflow_execution_options_updated_event_attributes
         for callback in attrs.attached_completion_callbacks:
-            _callback_links(run, callback.links, attrs.attached_request_id)
+            _caller_links(run, callback.links, request_id=attrs.attached_request_id)
 
 
 def _on_workflow_closed(state: _ParseState, event: HistoryEvent) -> None:
@@ -377,7 +429,7 @@ def _on_nexus_operation(state: _ParseState, event: HistoryEvent) -> None:
     call.operation_token = started.operation_token or started.operation_id or None
     linked = False
     for link in event.links:
-        if not link.HasField("workflow_event"):
+        if not link.HasField("workflow_event") or _linked_event_type(link) in _NOT_STARTED_BY_CALL:
             continue
         handler = link.workflow_event
         target = (handler.namespace, handler.workflow_id, handler.run_id)
@@ -388,6 +440,16 @@ def _on_nexus_operation(state: _ParseState, event: HistoryEvent) -> None:
         # No link in history (older servers): the token still names the workflow;
         # its run is resolved later from the store.
         state.link_out(call, LinkKind.NEXUS, LinkSource.OPERATION_TOKEN, (*token_target, ""))
+
+
+def _linked_event_type(link: LinkProto) -> EventType.ValueType:
+    """The type of the event a ``workflow_event`` link points at (by event or request id)."""
+    target = link.workflow_event
+    if target.HasField("event_ref"):
+        return target.event_ref.event_type
+    if target.HasField("request_id_ref"):
+        return target.request_id_ref.event_type
+    return _E.EVENT_TYPE_UNSPECIFIED
 
 
 def _on_child_workflow(state: _ParseState, event: HistoryEvent) -> None:
@@ -448,6 +510,7 @@ _Handler = Callable[[_ParseState, HistoryEvent], None]
 _HANDLERS: dict[EventType.ValueType, _Handler] = {
     _E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: _on_workflow_started,
     _E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: _on_message,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED: _on_message,
     _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: _on_message,
     _E.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED: _on_message,
     **dict.fromkeys(_WORKFLOW_CLOSE, _on_workflow_closed),

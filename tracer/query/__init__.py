@@ -25,6 +25,7 @@ from ._map import (
     namespace_map,
 )
 from ._search import PREFIX_WILDCARD, TraceFilter, TracePage, TraceSummary, search_traces
+from ._settle import SETTLED_BY, Outcome, settle
 from ._spans import NODE_SPAN_LIMIT, SpanInfo, match_node_spans, spans_for_node, spans_for_tree
 from ._tree import TreeBuilder, TreeNode, build_tree, iso_time
 from ._visibility import EVERY_NAMESPACE, HIDDEN_NAMESPACE, Scope, Visible, token_namespace
@@ -35,11 +36,13 @@ __all__ = [
     "MAX_DEPTH",
     "NODE_SPAN_LIMIT",
     "PREFIX_WILDCARD",
+    "SETTLED_BY",
     "CallGraph",
     "Caller",
     "EdgeSample",
     "MapEdge",
     "NamespaceMap",
+    "Outcome",
     "Scope",
     "SpanInfo",
     "TraceFilter",
@@ -63,6 +66,7 @@ __all__ = [
     "precedence",
     "root_condition",
     "search_traces",
+    "settle",
     "spans_for_node",
     "spans_for_tree",
     "token_namespace",

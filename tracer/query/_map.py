@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracer.db import EdgeHour, TreeEdge
-from tracer.domain import ERROR_STATUSES, LinkKind, NodeKind, Placement
+from tracer.domain import ERROR_STATUSES, LinkKind, NodeKind, Placement, Status
 
 from ._tree import TreeNode
 
@@ -126,9 +126,10 @@ def cross_namespace_calls(root: TreeNode, endpoints: dict[str, str]) -> list[Edg
 
 def _sample(timed: TreeNode, caller: str, callee: str, kind: LinkKind) -> EdgeSample:
     assert timed.start_time is not None
+    # An abandoned call ends when its caller gave up: no latency of the callee's.
     latency = (
         (timed.end_time - timed.start_time).total_seconds() * 1000
-        if timed.end_time is not None
+        if timed.end_time is not None and timed.status != Status.ABANDONED
         else None
     )
     return EdgeSample(

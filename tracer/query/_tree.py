@@ -19,7 +19,8 @@ from tracer._spannames import SpanName
 from tracer.db import Call, Link, NexusEndpointRow, Span, WorkflowRun
 from tracer.domain import STARTING_LINKS, NodeKind, Placement, Status
 
-from ._graph import MAX_DEPTH, Caller, CallGraph, chunks, link_matches_call
+from ._graph import MAX_DEPTH, Caller, CallGraph, chunks, link_matches_call, precedence
+from ._settle import Outcome, settle
 
 __all__ = ["TreeBuilder", "TreeNode", "build_tree", "iso_time"]
 
@@ -129,9 +130,13 @@ class TreeBuilder:
         targets = self.graph.handlers(messages)
         children = self.graph.children(runs)
         handler_spans = self._handler_spans(
-            [call for group in calls.values() for call in group if _is_sync_done(call)]
+            [call for group in calls.values() for call in group if _may_be_sync(call)]
         )
         next_level: list[tuple[WorkflowRun, TreeNode]] = []
+        # Per run: its calls with their nodes, and the handler nodes placed under each call.
+        laid_out: list[tuple[WorkflowRun, list[tuple[Call, TreeNode]], dict[int, list[TreeNode]]]]
+        laid_out = []
+        unsettled: list[_Unsettled] = []
         for run, node in level:
             run_calls = calls.get(run.id, [])
             call_nodes = [(call, self.call_node(run, call)) for call in run_calls]
@@ -146,6 +151,7 @@ class TreeBuilder:
                     (i for i, (call, _) in enumerate(call_nodes) if _made_by(caller, call)), -1
                 )
                 placed_under[index].append((handler, caller))
+            handler_nodes: dict[int, list[TreeNode]] = defaultdict(list)
             for index, found in placed_under.items():
                 # A handler whose call the caller's history does not show hangs off the run.
                 parent = call_nodes[index][1] if index >= 0 else node
@@ -153,18 +159,78 @@ class TreeBuilder:
                     child = self.run_node(handler, Placement(caller.kind), caller.verified)
                     parent.children.append(child)
                     next_level.append((handler, child))
+                    handler_nodes[index].append(child)
+            laid_out.append((run, call_nodes, handler_nodes))
+            if run.status == Status.RUNNING:
+                continue
+            run_links = outgoing.get((run.namespace, run.run_id), [])
+            for index, (call, call_node) in enumerate(call_nodes):
+                if call_node.status != Status.RUNNING:
+                    continue
+                handled = call.kind in _HANDLED_BY_RUNS
+                unsettled.append(
+                    _Unsettled(
+                        call_node,
+                        node,
+                        [handler for handler, _ in placed_under.get(index, [])] if handled else [],
+                        [
+                            link
+                            for link in run_links
+                            if handled
+                            and link.kind in STARTING_LINKS
+                            and link_matches_call(link, call)
+                        ],
+                    )
+                )
+        self._settle(unsettled)
+        for run, call_nodes, handler_nodes in laid_out:
+            # Worst record first: when two name one message (a handler's header claim and
+            # the server's link often do), the best one comes last and stays.
+            run_messages = sorted(
+                (
+                    link
+                    for link in outgoing.get((run.namespace, run.run_id), [])
+                    if link.kind not in STARTING_LINKS
+                ),
+                key=lambda link: -precedence(link.source, link.verified),
+            )
             for index, (call, call_node) in enumerate(call_nodes):
                 sent = {
                     (m.kind, m.run_id, m.name, m.start_time): m
-                    for link in outgoing.get((run.namespace, run.run_id), [])
-                    if link.kind not in STARTING_LINKS and link_matches_call(link, call)
+                    for link in run_messages
+                    if link_matches_call(link, call)
                     for m in [self.message_node(link, targets)]
                 }
-                call_node.children.extend(sorted(sent.values(), key=_started))
-                if _is_sync_done(call) and index not in placed_under:
+                ordered = sorted(sent.values(), key=_started)
+                if call.kind != NodeKind.NEXUS_OPERATION:
+                    call_node.children.extend(ordered)
+                    continue
+                handlers = handler_nodes.get(index, [])
+                if not handlers and _may_be_sync(call):
                     span = handler_spans.get(call.request_id or "")
-                    call_node.children.append(self._sync_handler_node(call, span))
+                    answered = call_node.status not in (Status.RUNNING, Status.ABANDONED)
+                    # A handler shows when something proves it ran: an answer, its span,
+                    # or what it sent.
+                    if answered or span is not None or ordered:
+                        handlers = [self._sync_handler_node(call, call_node, span)]
+                        call_node.children.extend(handlers)
+                # What a Nexus call "sent" its handler sent: it hangs under the handler.
+                (handlers[0] if handlers else call_node).children.extend(ordered)
         return next_level
+
+    def _settle(self, unsettled: Sequence[_Unsettled]) -> None:
+        """Apply :func:`settle` to calls their closed callers left running, with the
+        handler runs placed under them and those their starting links name (a handler
+        two callers share hangs under one of them only)."""
+        if not unsettled:
+            return
+        resolved = self.graph.resolve(link for item in unsettled for link in item.links)
+        for item in unsettled:
+            handlers = {run.id: run for run in item.placed}
+            for link in item.links:
+                if (run := resolved.get(link.id)) is not None:
+                    handlers[run.id] = run
+            settle(item.call, item.caller, [_outcome(run) for run in handlers.values()])
 
     def run_node(self, run: WorkflowRun, link: Placement, verified: bool) -> TreeNode:
         """The node of a workflow run."""
@@ -240,18 +306,19 @@ class TreeBuilder:
                     found[span.request_id] = span
         return found
 
-    def _sync_handler_node(self, call: Call, span: Span | None) -> TreeNode:
-        """The handler side of a sync operation: no history, so the call's outcome, with the
-        handler's own span (joined by request id) for its namespace and timing when we have it.
+    def _sync_handler_node(self, call: Call, call_node: TreeNode, span: Span | None) -> TreeNode:
+        """The handler side of a sync operation: no history, so the call's outcome (as
+        settled), with the handler's own span (joined by request id) for its namespace and
+        timing when we have it.
         """
         node = TreeNode(
             kind=NodeKind.NEXUS_HANDLER,
             namespace=self.endpoints.get(call.endpoint or "", "unknown"),
             name=f"{call.service}/{call.operation}",
-            status=call.status,
+            status=call_node.status,
             start_time=call.start_time,
-            end_time=call.end_time,
-            error=_error(call.error_type, call.error_message),
+            end_time=call_node.end_time,
+            error=call_node.error,
             link=Placement.NEXUS,
             details={"request_id": call.request_id, "endpoint": call.endpoint},
         )
@@ -274,12 +341,28 @@ def _started(node: TreeNode) -> datetime:
     return node.start_time or datetime.min.replace(tzinfo=UTC)
 
 
-def _is_sync_done(call: Call) -> bool:
-    """A Nexus call that ended without an operation token: the handler answered inline."""
-    return (
-        call.kind == NodeKind.NEXUS_OPERATION
-        and not call.operation_token
-        and call.status != Status.RUNNING
+def _may_be_sync(call: Call) -> bool:
+    """A Nexus call without an operation token: its handler answers inline, if at all."""
+    return call.kind == NodeKind.NEXUS_OPERATION and not call.operation_token
+
+
+# Calls whose handler is a run of its own, whose final state settles them.
+_HANDLED_BY_RUNS = (NodeKind.NEXUS_OPERATION, NodeKind.CHILD_WORKFLOW)
+
+
+@dataclass
+class _Unsettled:
+    """A call its closed caller left running, and the records of its handler runs."""
+
+    call: TreeNode
+    caller: TreeNode
+    placed: list[WorkflowRun]
+    links: list[Link]
+
+
+def _outcome(run: WorkflowRun) -> Outcome:
+    return Outcome(
+        run.status, run.start_time, run.close_time, _error(run.error_type, run.error_message)
     )
 
 

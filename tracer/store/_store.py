@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, event, select, text, update
+from sqlalchemy import Engine, delete, event, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,10 +43,12 @@ from tracer.query import (
 )
 
 from ._facts import RunFacts
+from ._span_namespaces import fill_span_namespaces, with_namespaces
 from ._summaries import refresh_summaries
 
 __all__ = [
     "LINKER_STALE_AFTER",
+    "SPAN_FILL_BATCH",
     "NamespaceStatus",
     "NexusEndpoint",
     "NodeDetail",
@@ -116,9 +118,22 @@ def _one_line(err: BaseException, limit: int = 300) -> str:
 # shows; past that (a backlog after an upgrade) it reads what the summaries job has done.
 READ_REFRESH_RUNS = 2000
 
+SPAN_FILL_BATCH = 1000
+"""Spans without a namespace that one :meth:`Store.fill_span_namespaces` call looks at."""
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class _SpanWalk:
+    """Where the walk over spans waiting for a namespace stands, in this process."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cursor: int = 0  # last span id looked at; 0: the walk (re)starts
+    # Newest run and call ids when the walk last started: no new ones, nothing to place.
+    newest: tuple[int | None, int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +200,7 @@ class Store:
         self.session = sessionmaker(engine, expire_on_commit=False)
         # One summarizer per process at a time; across processes, SKIP LOCKED shares.
         self._summarizing = threading.Lock()
+        self._span_walk = _SpanWalk()
         self.file = DatabaseFile.of(engine)
         if self.file is not None:
             event.listen(engine, "do_connect", self._refuse_another_file)
@@ -487,9 +503,32 @@ class Store:
             return
         self.check_file()
         with self.session.begin() as session:
-            insert_ignoring_duplicates(session, Span, rows)
+            # Spans of a run already linked take its namespace now (one query per call).
+            insert_ignoring_duplicates(session, Span, with_namespaces(session, rows))
         # Checked after the commit too: the folder may have gone while it was written.
         self.check_file()
+
+    def fill_span_namespaces(self, *, limit: int = SPAN_FILL_BATCH) -> int:
+        """Give a namespace to spans stored without one whose run (or, for a sync Nexus
+        handler, whose call) the linker has stored since; return how many got one.
+
+        Each call looks at up to ``limit`` waiting spans, resuming where the last call
+        stopped. A walk that reached the end starts over only once new runs or calls were
+        stored: until then, nothing could place the spans still waiting.
+        """
+        walk = self._span_walk
+        with walk.lock, self.session.begin() as session:
+            if walk.cursor == 0:
+                newest = (
+                    session.scalar(select(func.max(WorkflowRun.id))),
+                    session.scalar(select(func.max(Call.id))),
+                )
+                if newest == walk.newest:
+                    return 0
+                walk.newest = newest
+            last, seen, filled = fill_span_namespaces(session, walk.cursor, limit)
+            walk.cursor = last if seen == limit else 0
+            return filled
 
     # --- namespace state -----------------------------------------------------------
 
