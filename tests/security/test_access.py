@@ -290,3 +290,14 @@ def test_open_ui_sees_everything(open_site: Site) -> None:
         tree = client.get("/api/workflows/orders/order-1/tree").json()
         assert any(n["workflow_id"] == "payment-order-1" for n in _nodes(tree["root"]))
         assert client.get("/api/traces?workflow_id=payment-order-1").json()["total"] == 1
+
+
+def test_live_diagnosis_with_temporal_unreachable_answers_within_its_deadline(
+    clients: dict[str, httpx.Client],
+) -> None:
+    import time
+
+    began = time.monotonic()
+    response = clients["admin"].get("/api/diagnosis?namespace=orders&task_queue=orders-tq")
+    assert time.monotonic() - began < 6.5
+    assert response.status_code == 200 and response.json()["error"]
