@@ -132,7 +132,7 @@ async def link(env: Env, store: Store) -> None:
 
 
 def tree(store: Store, namespace: str, workflow_id: str) -> TreeNode:
-    root = store.tree(namespace, workflow_id)
+    root = store.tree(namespace, workflow_id, scope=None)
     assert root is not None, f"{namespace}/{workflow_id} is not linked"
     return root
 
@@ -411,7 +411,9 @@ async def test_spans_without_a_namespace_get_their_runs(
 
         for how, (workflow_id, run_id) in runs.items():
             await until(lambda run_id=run_id: placed(run_id), f"the {how} spans' namespace")
-            found = await asyncio.to_thread(store.tree_with_spans, "orders", workflow_id)
+            found = await asyncio.to_thread(
+                store.tree_with_spans, "orders", workflow_id, scope=None
+            )
             assert found is not None
             _, spans = found
             mine = [s for s in spans if s.run_id == run_id]

@@ -49,7 +49,7 @@ def save(store: Store, *names: str) -> dict[str, RunFacts]:
 
 
 def tree(store: Store, recorded: Recorded | RunFacts, run_id: str | None = None) -> dict[str, Any]:
-    root = store.tree(recorded.namespace, recorded.workflow_id, run_id)
+    root = store.tree(recorded.namespace, recorded.workflow_id, run_id, scope=None)
     assert root is not None, f"{recorded.workflow_id} is not stored"
     return root.to_json()
 

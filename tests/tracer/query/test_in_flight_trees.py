@@ -147,7 +147,7 @@ def save(store: Store, *runs: RunFacts | str) -> dict[str, RunFacts]:
 
 
 def tree_of(store: Store, run: RunFacts | Recorded) -> TreeNode:
-    root = store.tree(run.namespace, run.workflow_id)
+    root = store.tree(run.namespace, run.workflow_id, scope=None)
     assert root is not None
     return root
 
