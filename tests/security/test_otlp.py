@@ -18,6 +18,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import select
 
 from tests.tracer.test_otlp_receiver import (
     JSON,
@@ -26,17 +27,23 @@ from tests.tracer.test_otlp_receiver import (
     request_body,
     rpc_status,
     serve,
-    stored,
     valid_span,
 )
 from tracer.collector import ServeSettings
-from tracer.db import create_db_engine, upgrade_database
+from tracer.db import Span, create_db_engine, upgrade_database
 from tracer.ingest import DEFAULT_SPAN_LIMITS, SpanLimits, create_receiver_app
 from tracer.store import Store
 from web import create_app
 
 from .conftest import fill
 from .conftest import serve as serve_web
+
+
+def every_span(store: Store) -> list[Span]:
+    """Every span in ``store`` (each test here has a store of its own), oldest first."""
+    with store.session() as session:
+        return list(session.scalars(select(Span).order_by(Span.id)))
+
 
 TOKEN = "otlp-4f1c2e8d9b"
 UNAUTHENTICATED = 16  # google.rpc.Code
@@ -93,7 +100,7 @@ def test_standard_exporter_configured_by_environment_variables_alone(
     exporter = OTLPSpanExporter()
     assert exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
     exporter.shutdown()
-    assert [(row.name, row.namespace) for row in stored(store)] == [
+    assert [(row.name, row.namespace) for row in every_span(store)] == [
         ("RunWorkflow:OrderWorkflow", "orders")
     ]
 
@@ -171,7 +178,7 @@ def test_span_limits_cut_values_and_count_what_they_drop(store: Store) -> None:
             f"{url}/v1/traces", content=request.SerializeToString(), headers=PROTOBUF
         )
     assert response.status_code == 200, response.text
-    (row,) = stored(store)
+    (row,) = every_span(store)
     attributes = json.loads(row.attributes)
     limits = DEFAULT_SPAN_LIMITS
     assert len(attributes) == limits.attribute_count == 128
