@@ -4,6 +4,7 @@
   ids and operation tokens; caller identity carried across Nexus and activity wrappers.
 * :func:`caller_info` / :func:`require_caller_namespace`: who is calling this handler.
 * :mod:`interceptors.http`: headers and middleware for the HTTP hop of activity wrappers.
+* :class:`SpanName`, :class:`ATTR`: span names and attribute keys, ours and the SDK's.
 * :data:`CALLER_HEADER`, :class:`CallerInfo`, :func:`decode_caller_header`: the durable
   caller identity written into a started workflow's header (read by the collector).
 """
@@ -19,7 +20,8 @@ from ._caller import (
 )
 from ._claim import LINK_KEY_ENV, make_claim, verify_claim
 from ._errors import error_kind
-from ._propagation import ATTR, TRACER_HEADER
+from ._names import ATTR, SpanName
+from ._propagation import TRACER_HEADER
 from ._tracing import TracingInterceptor
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "LINK_KEY_ENV",
     "TRACER_HEADER",
     "CallerInfo",
+    "SpanName",
     "TracingInterceptor",
     "caller_info",
     "decode_caller_header",

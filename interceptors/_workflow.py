@@ -22,8 +22,8 @@ import temporalio.worker
 import temporalio.workflow
 
 from ._errors import error_kind, error_type
+from ._names import ATTR, SpanName
 from ._propagation import (
-    ATTR,
     TRACER_HEADER,
     TraceParent,
     carrier_from_headers,
@@ -247,7 +247,7 @@ class TracingWorkflowInboundInterceptor(temporalio.worker.WorkflowInboundInterce
             call.attributes[ATTR.OUTCOME] = "pending"
             self.end_call(call)
         self.emit(
-            f"RunWorkflow:{self.base[ATTR.WORKFLOW_TYPE]}",
+            f"{SpanName.RUN_WORKFLOW}{self.base[ATTR.WORKFLOW_TYPE]}",
             "server",
             self.run_span_id,
             self.parent_span_id,
@@ -291,7 +291,7 @@ class TracingWorkflowInboundInterceptor(temporalio.worker.WorkflowInboundInterce
     async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
         """Trace a signal handler (linked to the sender's span)."""
         call = self.begin_call(
-            f"HandleSignal:{input.signal}",
+            SpanName.HANDLE_SIGNAL + input.signal,
             "server",
             {ATTR.SIGNAL: input.signal},
             self._link_from(input.headers),
@@ -306,7 +306,7 @@ class TracingWorkflowInboundInterceptor(temporalio.worker.WorkflowInboundInterce
     async def handle_update_handler(self, input: temporalio.worker.HandleUpdateInput) -> Any:
         """Trace an update handler (linked to the caller's span)."""
         call = self.begin_call(
-            f"HandleUpdate:{input.update}",
+            SpanName.HANDLE_UPDATE + input.update,
             "server",
             {ATTR.UPDATE: input.update, ATTR.UPDATE_ID: input.id},
             self._link_from(input.headers),
@@ -343,7 +343,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
         attrs: dict[str, AttrValue] = {ATTR.ACTIVITY_TYPE: input.activity}
         if input.activity_id:
             attrs[ATTR.ACTIVITY_ID] = input.activity_id
-        call = self._root.begin_call(f"StartActivity:{input.activity}", "client", attrs)
+        call = self._root.begin_call(SpanName.START_ACTIVITY + input.activity, "client", attrs)
         input.headers = self._root.headers_with(input.headers, call.span_id)
         return call
 
@@ -367,7 +367,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
         self, input: temporalio.worker.StartChildWorkflowInput
     ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
         call = self._root.begin_call(
-            f"StartChildWorkflow:{input.workflow}",
+            SpanName.START_CHILD_WORKFLOW + input.workflow,
             "client",
             {
                 ATTR.CHILD_WORKFLOW_ID: input.id,
@@ -389,7 +389,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
         self, input: temporalio.worker.StartNexusOperationInput[Any, Any]
     ) -> temporalio.workflow.NexusOperationHandle[Any]:
         call = self._root.begin_call(
-            f"StartNexusOperation:{input.service}/{input.operation_name}",
+            f"{SpanName.START_NEXUS_OPERATION}{input.service}/{input.operation_name}",
             "client",
             {
                 ATTR.ENDPOINT: input.endpoint,
@@ -433,7 +433,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
     ) -> None:
         send = super().signal_child_workflow
         await self._signal(
-            f"SignalChildWorkflow:{input.signal}",
+            SpanName.SIGNAL_CHILD_WORKFLOW + input.signal,
             {ATTR.SIGNAL: input.signal, ATTR.TARGET_WORKFLOW_ID: input.child_workflow_id},
             input,
             lambda: send(input),
@@ -448,7 +448,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
         }
         send = super().signal_external_workflow
         await self._signal(
-            f"SignalExternalWorkflow:{input.signal}",
+            SpanName.SIGNAL_EXTERNAL_WORKFLOW + input.signal,
             attrs,
             input,
             lambda: send(input),
