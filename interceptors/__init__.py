@@ -1,5 +1,6 @@
 """temporal-tracer interceptors: what users install in their Temporal clients and workers.
 
+* :class:`TracingPlugin`: the one-line install, ``Client.connect(..., plugins=[TracingPlugin()])``.
 * :class:`TracingInterceptor`: OpenTelemetry spans naming namespaces, endpoints, request
   ids and operation tokens; caller identity carried across Nexus and activity wrappers.
 * :func:`caller_info` / :func:`require_caller_namespace`: who is calling this handler.
@@ -21,6 +22,7 @@ from ._caller import (
 from ._claim import LINK_KEY_ENV, make_claim, verify_claim
 from ._errors import error_kind
 from ._names import ATTR, SpanName
+from ._plugin import TracingPlugin
 from ._propagation import TRACER_HEADER
 from ._tracing import TracingInterceptor
 
@@ -32,6 +34,7 @@ __all__ = [
     "CallerInfo",
     "SpanName",
     "TracingInterceptor",
+    "TracingPlugin",
     "caller_info",
     "decode_caller_header",
     "encode_caller_header",

@@ -26,6 +26,7 @@ def test_all_is_frozen() -> None:
         "CallerInfo",
         "SpanName",
         "TracingInterceptor",
+        "TracingPlugin",
         "caller_info",
         "decode_caller_header",
         "encode_caller_header",
