@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -53,6 +54,28 @@ _FORCED_IDS: contextvars.ContextVar[tuple[int, int] | None] = contextvars.Contex
     "temporal_tracer_forced_ids", default=None
 )
 _KINDS = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT, "internal": SpanKind.INTERNAL}
+_ROOT = Context()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parent_context(trace_id: int, span_id: int, flags: int, tracestate: str | None) -> Context:
+    """The context whose current span is the remote ``span_id``.
+
+    A run's calls all share its run span as parent: built once per run, not per span.
+    """
+    state = opentelemetry.trace.TraceState.from_header([tracestate]) if tracestate else None
+    return opentelemetry.trace.set_span_in_context(
+        opentelemetry.trace.NonRecordingSpan(
+            opentelemetry.trace.SpanContext(
+                trace_id,
+                span_id,
+                is_remote=True,
+                trace_flags=opentelemetry.trace.TraceFlags(flags),
+                trace_state=state,
+            )
+        ),
+        _ROOT,
+    )
 
 
 class _ForcedIdGenerator(IdGenerator):
@@ -152,28 +175,23 @@ class TracingInterceptor(temporalio.client.Interceptor, temporalio.worker.Interc
             logger.warning("could not export workflow span %s", spec.name, exc_info=True)
 
     def _export_workflow_span(self, spec: SpanSpec) -> None:
-        parent = Context()
-        if spec.parent_span_id:
-            trace_state = opentelemetry.trace.TraceState.from_header([spec.tracestate or ""])
-            parent = opentelemetry.trace.set_span_in_context(
-                opentelemetry.trace.NonRecordingSpan(
+        parent = (
+            _parent_context(spec.trace_id, spec.parent_span_id, spec.trace_flags, spec.tracestate)
+            if spec.parent_span_id
+            else _ROOT
+        )
+        links = (
+            [
+                opentelemetry.trace.Link(
                     opentelemetry.trace.SpanContext(
-                        spec.trace_id,
-                        spec.parent_span_id,
-                        is_remote=True,
-                        trace_flags=opentelemetry.trace.TraceFlags(spec.trace_flags),
-                        trace_state=trace_state,
+                        t, s, is_remote=True, trace_flags=opentelemetry.trace.TraceFlags(f)
                     )
                 )
-            )
-        links = [
-            opentelemetry.trace.Link(
-                opentelemetry.trace.SpanContext(
-                    t, s, is_remote=True, trace_flags=opentelemetry.trace.TraceFlags(f)
-                )
-            )
-            for t, s, f in spec.links
-        ]
+                for t, s, f in spec.links
+            ]
+            if spec.links
+            else None
+        )
         token = _FORCED_IDS.set((spec.trace_id, spec.span_id))
         try:
             span = self.tracer.start_span(

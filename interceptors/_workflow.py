@@ -150,6 +150,10 @@ class TracingWorkflowInboundInterceptor(temporalio.worker.WorkflowInboundInterce
         self, headers: Mapping[str, temporalio.api.common.v1.Payload], span_id: int
     ) -> Mapping[str, temporalio.api.common.v1.Payload]:
         """``headers`` plus the ``_tracer-data`` header for ``span_id``."""
+        if not _live():
+            # A replayed command is matched to its history event by everything but its
+            # headers, and never sent: encoding them would be wasted.
+            return headers
         return {**headers, TRACER_HEADER: carrier_to_header(self.carrier(span_id))}
 
     # -- emission ----------------------------------------------------------------------
@@ -397,7 +401,8 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
                 ATTR.OPERATION: input.operation_name,
             },
         )
-        input.headers = {**(input.headers or {}), **self._root.carrier(call.span_id)}
+        if _live():  # as in headers_with: a replayed command's headers are never sent
+            input.headers = {**(input.headers or {}), **self._root.carrier(call.span_id)}
         try:
             handle = await super().start_nexus_operation(input)
         except BaseException as err:
