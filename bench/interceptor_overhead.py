@@ -1,15 +1,20 @@
-"""Overhead of tracing interceptors on a real Temporal dev server.
+"""Overhead of tracing on a real Temporal dev server: ours beside the SDK's two.
 
 The same workload (``--workflows`` workflows, each running ``--activities`` activities and
-``--nexus`` sync Nexus calls into a second namespace) runs with no tracing, with the SDK's
-``temporalio.contrib.opentelemetry.TracingInterceptor`` and with
-``interceptors.TracingInterceptor``, alternated round by round in one run. Spans go
-through a ``BatchSpanProcessor`` to an exporter that drops them, so exporting costs what
-it costs in production minus the network. Prints each mode's median wall time, the
-median CPU time of this process (workers and clients; steadier than wall time on a
-shared machine) and the ratios. Not a test.
+``--nexus`` sync Nexus calls into a second namespace) runs in four modes, alternated round
+by round in one run: untraced, ``interceptors.TracingPlugin``, the SDK's
+``TracingInterceptor`` and the SDK's ``OpenTelemetryPlugin(add_temporal_spans=True)``.
+Every mode runs on the same workflow runner (the sandbox with ``opentelemetry`` passed
+through) and, traced, on the same replay-safe provider from ``create_tracer_provider()``,
+whose ``BatchSpanProcessor`` hands spans to an exporter that drops them: exporting costs
+what it costs in production minus the network.
 
-    .venv/bin/python bench/interceptor_overhead.py [--workflows 200] [--rounds 3]
+Prints, per mode, the median CPU time of this process (workers and clients; steadier than
+wall time on a shared machine), and its ratio to the untraced run of the same round:
+median and spread (lowest to highest) over the rounds. Not a test.
+
+    .venv/bin/python bench/interceptor_overhead.py [--workflows 100] [--rounds 4]
+    .venv/bin/python bench/interceptor_overhead.py --profile ours   # where ours spends it
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -79,14 +84,22 @@ class BenchWorkflow:
         return total
 
 
+MODES = ("none", "ours", "sdk-interceptor", "sdk-plugin")
+
+
 async def _bench(args: argparse.Namespace) -> None:
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    import dataclasses
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
     from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
-    from temporalio.client import Client
+    from temporalio.client import Client, Interceptor, Plugin
+    from temporalio.contrib.opentelemetry import OpenTelemetryPlugin, create_tracer_provider
     from temporalio.contrib.opentelemetry import TracingInterceptor as SdkTracingInterceptor
     from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
     import interceptors
     from tracer.devserver import DevServer
@@ -101,13 +114,22 @@ async def _bench(args: argparse.Namespace) -> None:
         def shutdown(self) -> None:
             pass
 
-    provider = TracerProvider()
+    # The SDK's plugin reads the global provider, so every traced mode uses that one.
+    provider = create_tracer_provider()
     provider.add_span_processor(BatchSpanProcessor(DropExporter(), max_queue_size=65536))
-    modes: dict[str, list[object]] = {
-        "none": [],
-        "sdk": [SdkTracingInterceptor(provider.get_tracer("sdk"))],
-        "ours": [interceptors.TracingInterceptor(provider)],
+    trace.set_tracer_provider(provider)
+    sdk_provider = provider._tracer_provider  # the SDK provider the replay-safe one wraps
+    runner = SandboxedWorkflowRunner()
+    runner = dataclasses.replace(
+        runner, restrictions=runner.restrictions.with_passthrough_modules("opentelemetry")
+    )
+    options: dict[str, tuple[list[Interceptor], list[Plugin]]] = {
+        "none": ([], []),
+        "ours": ([], [interceptors.TracingPlugin(provider)]),
+        "sdk-interceptor": ([SdkTracingInterceptor(sdk_provider.get_tracer("sdk"))], []),
+        "sdk-plugin": ([], [OpenTelemetryPlugin(add_temporal_spans=True)]),
     }
+    modes = [mode for mode in MODES if mode in args.modes]
     tmp = Path(tempfile.mkdtemp(prefix="tt-bench-"))
     server = DevServer(
         namespaces=("orders", "payments"), db_file=tmp / "t.db", log_file=tmp / "server.log"
@@ -117,8 +139,9 @@ async def _bench(args: argparse.Namespace) -> None:
         admin = await server.wait_ready()
         times: dict[str, list[float]] = {mode: [] for mode in modes}
         cpu: dict[str, list[float]] = {mode: [] for mode in modes}
-        setups = {}
-        for mode, mode_interceptors in modes.items():
+        setups: dict[str, tuple[Client, Client, str, str]] = {}
+        for mode in modes:
+            mode_interceptors, plugins = options[mode]
             endpoint, handler_tq = f"bench-{mode}-{uuid.uuid4().hex[:6]}", f"bench-h-{mode}"
             await admin.operator_service.create_nexus_endpoint(
                 CreateNexusEndpointRequest(
@@ -132,16 +155,12 @@ async def _bench(args: argparse.Namespace) -> None:
                     )
                 )
             )
-            orders = await Client.connect(
-                server.address,
-                namespace="orders",
-                interceptors=mode_interceptors,  # type: ignore[arg-type]
-            )
-            payments = await Client.connect(
-                server.address,
-                namespace="payments",
-                interceptors=mode_interceptors,  # type: ignore[arg-type]
-            )
+            orders, payments = [
+                await Client.connect(
+                    server.address, namespace=ns, interceptors=mode_interceptors, plugins=plugins
+                )
+                for ns in ("orders", "payments")
+            ]
             setups[mode] = (orders, payments, endpoint, handler_tq)
 
         async def one_round(
@@ -151,9 +170,18 @@ async def _bench(args: argparse.Namespace) -> None:
             tq = f"bench-{mode}-{round_no}"
             job = Work(endpoint=endpoint, activities=args.activities, nexus=args.nexus)
             async with (
-                Worker(orders, task_queue=tq, workflows=[BenchWorkflow], activities=[work]),
                 Worker(
-                    payments, task_queue=handler_tq, nexus_service_handlers=[BenchServiceHandler()]
+                    orders,
+                    task_queue=tq,
+                    workflows=[BenchWorkflow],
+                    activities=[work],
+                    workflow_runner=runner,
+                ),
+                Worker(
+                    payments,
+                    task_queue=handler_tq,
+                    nexus_service_handlers=[BenchServiceHandler()],
+                    workflow_runner=runner,
                 ),
             ):
                 began, cpu_began = time.perf_counter(), time.process_time()
@@ -166,41 +194,54 @@ async def _bench(args: argparse.Namespace) -> None:
                 await asyncio.gather(*(handle.result() for handle in handles))
                 return time.perf_counter() - began, time.process_time() - cpu_began
 
-        await one_round("none", -1, min(args.workflows, 20))  # warm-up
-        order = list(modes)
+        for mode in modes:  # warm-up: imports, sandbox caches, connections
+            await one_round(mode, -1, min(args.workflows, 10))
+        if args.profile:
+            await _profile(lambda: one_round(args.profile, -2))
+            return
         for round_no in range(args.rounds):
-            for mode in order[round_no % 3 :] + order[: round_no % 3]:
+            shift = round_no % len(modes)
+            for mode in modes[shift:] + modes[:shift]:
                 elapsed, used = await one_round(mode, round_no)
                 times[mode].append(elapsed)
                 cpu[mode].append(used)
                 print(
-                    f"round {round_no + 1} {mode:>4}: {elapsed:7.2f} s wall, {used:7.2f} s CPU",
+                    f"round {round_no + 1} {mode:>15}: {elapsed:7.2f} s wall, {used:7.2f} s CPU",
                     flush=True,
                 )
         provider.force_flush()
-        medians = {mode: statistics.median(values) for mode, values in times.items()}
-        cpu_medians = {mode: statistics.median(values) for mode, values in cpu.items()}
         print(
             f"\n{args.workflows} workflows x ({args.activities} activities + {args.nexus} "
             f"Nexus calls), {args.rounds} rounds, {DropExporter.spans} spans exported"
         )
-        for mode, median in medians.items():
-            print(
-                f"median {mode:>4}: {median:7.2f} s wall, "
-                f"{cpu_medians[mode]:7.2f} s CPU of the worker process"
+        for mode in modes:
+            line = (
+                f"{mode:>15}: {statistics.median(times[mode]):7.2f} s wall, "
+                f"{statistics.median(cpu[mode]):7.2f} s CPU"
             )
-        for label, a, b in (("ours / none", "ours", "none"), ("sdk  / none", "sdk", "none")):
-            print(
-                f"{label}: {medians[a] / medians[b]:.3f} wall, "
-                f"{cpu_medians[a] / cpu_medians[b]:.3f} CPU"
-            )
-        print(
-            f"ours / sdk : {medians['ours'] / medians['sdk']:.3f} wall, "
-            f"{cpu_medians['ours'] / cpu_medians['sdk']:.3f} CPU"
-        )
+            if mode != "none" and "none" in cpu:
+                ratios = sorted(c / n for c, n in zip(cpu[mode], cpu["none"], strict=True))
+                line += (
+                    f"  CPU / untraced {statistics.median(ratios):.3f}"
+                    f" (spread {ratios[0]:.3f}-{ratios[-1]:.3f})"
+                )
+            print(line)
     finally:
         server.stop()
         provider.shutdown()
+
+
+async def _profile(run: Callable[[], Awaitable[object]]) -> None:
+    """Run one round under cProfile; print the functions with the most own time."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await run()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats("interceptors", 30)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -210,4 +251,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--activities", type=int, default=5)
     parser.add_argument("--nexus", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--profile", choices=MODES, help="profile one round of this mode")
     asyncio.run(_bench(parser.parse_args(argv)))

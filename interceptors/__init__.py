@@ -1,9 +1,11 @@
 """temporal-tracer interceptors: what users install in their Temporal clients and workers.
 
+* :class:`TracingPlugin`: the one-line install, ``Client.connect(..., plugins=[TracingPlugin()])``.
 * :class:`TracingInterceptor`: OpenTelemetry spans naming namespaces, endpoints, request
   ids and operation tokens; caller identity carried across Nexus and activity wrappers.
 * :func:`caller_info` / :func:`require_caller_namespace`: who is calling this handler.
 * :mod:`interceptors.http`: headers and middleware for the HTTP hop of activity wrappers.
+* :class:`SpanName`, :class:`ATTR`: span names and attribute keys, ours and the SDK's.
 * :data:`CALLER_HEADER`, :class:`CallerInfo`, :func:`decode_caller_header`: the durable
   caller identity written into a started workflow's header (read by the collector).
 """
@@ -19,7 +21,9 @@ from ._caller import (
 )
 from ._claim import LINK_KEY_ENV, make_claim, verify_claim
 from ._errors import error_kind
-from ._propagation import ATTR, TRACER_HEADER
+from ._names import ATTR, SpanName
+from ._plugin import TracingPlugin
+from ._propagation import TRACER_HEADER
 from ._tracing import TracingInterceptor
 
 __all__ = [
@@ -28,7 +32,9 @@ __all__ = [
     "LINK_KEY_ENV",
     "TRACER_HEADER",
     "CallerInfo",
+    "SpanName",
     "TracingInterceptor",
+    "TracingPlugin",
     "caller_info",
     "decode_caller_header",
     "encode_caller_header",

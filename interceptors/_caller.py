@@ -304,7 +304,7 @@ def caller_info() -> CallerInfo | None:
 def require_caller_namespace(*allowed: str) -> CallerInfo:
     """Refuse the current Nexus request unless its caller's namespace is in ``allowed``.
 
-    The seed's handler-side authorization as a one-liner::
+    Handler-side authorization in one line::
 
         caller = interceptors.require_caller_namespace("orders", "subscriptions")
 

@@ -1,4 +1,4 @@
-"""Map SDK failures to the seed's error kinds."""
+"""Map SDK failures to a few error kinds that say what went wrong with a call."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _chain(err: BaseException) -> list[BaseException]:
 
 
 def error_kind(err: BaseException) -> str:
-    """The seed's error kind for ``err``.
+    """The kind of failure ``err`` is, for spans and for handlers that branch on it.
 
     One of ``"timeout"``, ``"unauthorized"``, ``"not_found"``, ``"canceled"``,
     ``"terminated"`` or ``"operation_error"`` (any other failure), found by walking the

@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._caller import _CURRENT_CALLER, CallerInfo
 from ._claim import DEFAULT_CLAIM_TTL_SECONDS, make_claim, verify_claim
+from ._names import ATTR, SpanName
 from ._tracing import TracingInterceptor, caller_attributes, propagator
 
 __all__ = [
@@ -170,13 +171,13 @@ class CallerContextMiddleware:
         caller = verify_claim(headers, key=self._key)
         method, path = str(scope.get("method", "GET")), str(scope.get("path", "/"))
         attrs: dict[str, str | bool | int | float] = {
-            "http.request.method": method,
-            "url.path": path,
+            ATTR.HTTP_METHOD: method,
+            ATTR.URL_PATH: path,
         }
         if caller is not None:
             attrs.update(caller_attributes(caller))
             if caller.activity_id:
-                attrs["temporal.caller.attempt"] = caller.attempt
+                attrs[ATTR.CALLER_ATTEMPT] = caller.attempt
         status_code = 0
 
         async def send_wrapper(message: Message) -> None:
@@ -188,7 +189,7 @@ class CallerContextMiddleware:
         token = _CURRENT_CALLER.set(caller)
         try:
             with self._tracing.span(
-                f"HTTP {method} {path}",
+                f"{SpanName.HTTP}{method} {path}",
                 kind=SpanKind.SERVER,
                 attributes=attrs,
                 context=propagator.extract(headers),
@@ -196,10 +197,10 @@ class CallerContextMiddleware:
                 await self.app(scope, receive, send_wrapper)
                 route = getattr(scope.get("route"), "path", None)
                 if isinstance(route, str):
-                    span.update_name(f"HTTP {method} {route}")
-                    span.set_attribute("http.route", route)
+                    span.update_name(f"{SpanName.HTTP}{method} {route}")
+                    span.set_attribute(ATTR.HTTP_ROUTE, route)
                 if status_code:
-                    span.set_attribute("http.response.status_code", status_code)
+                    span.set_attribute(ATTR.HTTP_STATUS_CODE, status_code)
                     if status_code >= 500:
                         span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
         finally:

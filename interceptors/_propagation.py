@@ -17,7 +17,6 @@ import temporalio.api.common.v1
 import temporalio.converter
 
 __all__ = [
-    "ATTR",
     "TRACER_HEADER",
     "TraceParent",
     "carrier_from_headers",
@@ -30,45 +29,6 @@ TRACER_HEADER = "_tracer-data"
 
 _CONVERTER = temporalio.converter.PayloadConverter.default
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-
-
-class ATTR:
-    """Span attribute names."""
-
-    NAMESPACE = "temporal.namespace"
-    WORKFLOW_ID = "temporal.workflow_id"
-    RUN_ID = "temporal.run_id"
-    WORKFLOW_TYPE = "temporal.workflow_type"
-    TASK_QUEUE = "temporal.task_queue"
-    ACTIVITY_TYPE = "temporal.activity_type"
-    ACTIVITY_ID = "temporal.activity_id"
-    ATTEMPT = "temporal.attempt"
-    CHILD_WORKFLOW_ID = "temporal.child.workflow_id"
-    CHILD_RUN_ID = "temporal.child.run_id"
-    CHILD_NAMESPACE = "temporal.child.namespace"
-    TARGET_WORKFLOW_ID = "temporal.target.workflow_id"
-    SIGNAL = "temporal.signal"
-    QUERY = "temporal.query"
-    UPDATE = "temporal.update"
-    UPDATE_ID = "temporal.update_id"
-    ENDPOINT = "temporal.nexus.endpoint"
-    SERVICE = "temporal.nexus.service"
-    OPERATION = "temporal.nexus.operation"
-    REQUEST_ID = "temporal.nexus.request_id"
-    OPERATION_TOKEN = "temporal.nexus.operation_token"
-    CALLER_KIND = "temporal.caller.kind"
-    CALLER_NAMESPACE = "temporal.caller.namespace"
-    CALLER_WORKFLOW_ID = "temporal.caller.workflow_id"
-    CALLER_RUN_ID = "temporal.caller.run_id"
-    CALLER_ACTIVITY_ID = "temporal.caller.activity_id"
-    CALLER_ACTIVITY_TYPE = "temporal.caller.activity_type"
-    CALLER_EVENT_ID = "temporal.caller.event_id"
-    CALLER_VERIFIED = "temporal.caller.verified"
-    CALLER_REASON = "temporal.caller.reason"
-    ERROR_KIND = "temporal.error.kind"
-    ERROR_TYPE = "temporal.error.type"
-    OUTCOME = "temporal.outcome"
-    REPLAY_SAFE = "temporal.replay_safe"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,7 +36,8 @@ from ._caller import (
     encode_caller_header,
 )
 from ._errors import error_kind, error_type
-from ._propagation import ATTR, TRACER_HEADER, carrier_from_headers, carrier_to_header
+from ._names import ATTR, SpanName
+from ._propagation import TRACER_HEADER, carrier_from_headers, carrier_to_header
 from ._workflow import EMIT_EXTERN, SpanSpec, TracingWorkflowInboundInterceptor
 
 __all__ = ["TracingInterceptor", "caller_attributes", "propagator"]
@@ -52,6 +54,28 @@ _FORCED_IDS: contextvars.ContextVar[tuple[int, int] | None] = contextvars.Contex
     "temporal_tracer_forced_ids", default=None
 )
 _KINDS = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT, "internal": SpanKind.INTERNAL}
+_ROOT = Context()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parent_context(trace_id: int, span_id: int, flags: int, tracestate: str | None) -> Context:
+    """The context whose current span is the remote ``span_id``.
+
+    A run's calls all share its run span as parent: built once per run, not per span.
+    """
+    state = opentelemetry.trace.TraceState.from_header([tracestate]) if tracestate else None
+    return opentelemetry.trace.set_span_in_context(
+        opentelemetry.trace.NonRecordingSpan(
+            opentelemetry.trace.SpanContext(
+                trace_id,
+                span_id,
+                is_remote=True,
+                trace_flags=opentelemetry.trace.TraceFlags(flags),
+                trace_state=state,
+            )
+        ),
+        _ROOT,
+    )
 
 
 class _ForcedIdGenerator(IdGenerator):
@@ -151,28 +175,23 @@ class TracingInterceptor(temporalio.client.Interceptor, temporalio.worker.Interc
             logger.warning("could not export workflow span %s", spec.name, exc_info=True)
 
     def _export_workflow_span(self, spec: SpanSpec) -> None:
-        parent = Context()
-        if spec.parent_span_id:
-            trace_state = opentelemetry.trace.TraceState.from_header([spec.tracestate or ""])
-            parent = opentelemetry.trace.set_span_in_context(
-                opentelemetry.trace.NonRecordingSpan(
+        parent = (
+            _parent_context(spec.trace_id, spec.parent_span_id, spec.trace_flags, spec.tracestate)
+            if spec.parent_span_id
+            else _ROOT
+        )
+        links = (
+            [
+                opentelemetry.trace.Link(
                     opentelemetry.trace.SpanContext(
-                        spec.trace_id,
-                        spec.parent_span_id,
-                        is_remote=True,
-                        trace_flags=opentelemetry.trace.TraceFlags(spec.trace_flags),
-                        trace_state=trace_state,
+                        t, s, is_remote=True, trace_flags=opentelemetry.trace.TraceFlags(f)
                     )
                 )
-            )
-        links = [
-            opentelemetry.trace.Link(
-                opentelemetry.trace.SpanContext(
-                    t, s, is_remote=True, trace_flags=opentelemetry.trace.TraceFlags(f)
-                )
-            )
-            for t, s, f in spec.links
-        ]
+                for t, s, f in spec.links
+            ]
+            if spec.links
+            else None
+        )
         token = _FORCED_IDS.set((spec.trace_id, spec.span_id))
         try:
             span = self.tracer.start_span(
@@ -307,13 +326,15 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
     async def start_workflow(
         self, input: temporalio.client.StartWorkflowInput
     ) -> temporalio.client.WorkflowHandle[Any, Any]:
-        prefix = "SignalWithStartWorkflow" if input.start_signal else "StartWorkflow"
+        prefix = (
+            SpanName.SIGNAL_WITH_START_WORKFLOW if input.start_signal else SpanName.START_WORKFLOW
+        )
         attrs = self._attrs(input.id)
         attrs[ATTR.WORKFLOW_TYPE] = input.workflow
         attrs[ATTR.TASK_QUEUE] = input.task_queue
         input.headers = _with_caller(input.headers, attrs)
         with self._root.span(
-            f"{prefix}:{input.workflow}", kind=SpanKind.CLIENT, attributes=attrs
+            prefix + input.workflow, kind=SpanKind.CLIENT, attributes=attrs
         ) as span:
             input.headers = _inject(input.headers)
             handle = await super().start_workflow(input)
@@ -325,7 +346,7 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
         attrs = {**self._attrs(input.id, input.run_id), ATTR.SIGNAL: input.signal}
         input.headers = _with_caller(input.headers, attrs)
         with self._root.span(
-            f"SignalWorkflow:{input.signal}", kind=SpanKind.CLIENT, attributes=attrs
+            SpanName.SIGNAL_WORKFLOW + input.signal, kind=SpanKind.CLIENT, attributes=attrs
         ):
             input.headers = _inject(input.headers)
             await super().signal_workflow(input)
@@ -333,7 +354,7 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
     async def query_workflow(self, input: temporalio.client.QueryWorkflowInput) -> Any:
         attrs = {**self._attrs(input.id, input.run_id), ATTR.QUERY: input.query}
         with self._root.span(
-            f"QueryWorkflow:{input.query}", kind=SpanKind.CLIENT, attributes=attrs
+            SpanName.QUERY_WORKFLOW + input.query, kind=SpanKind.CLIENT, attributes=attrs
         ):
             input.headers = _inject(input.headers)
             return await super().query_workflow(input)
@@ -346,7 +367,7 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
             attrs[ATTR.UPDATE_ID] = input.update_id
         input.headers = _with_caller(input.headers, attrs)
         with self._root.span(
-            f"StartWorkflowUpdate:{input.update}", kind=SpanKind.CLIENT, attributes=attrs
+            SpanName.START_WORKFLOW_UPDATE + input.update, kind=SpanKind.CLIENT, attributes=attrs
         ):
             input.headers = _inject(input.headers)
             return await super().start_workflow_update(input)
@@ -362,7 +383,7 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
             ATTR.UPDATE: update.update,
         }
         with self._root.span(
-            f"StartUpdateWithStartWorkflow:{start.workflow}",
+            SpanName.START_UPDATE_WITH_START_WORKFLOW + start.workflow,
             kind=SpanKind.CLIENT,
             attributes=attrs,
         ):
@@ -374,7 +395,9 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
         self, input: temporalio.client.DescribeWorkflowInput
     ) -> temporalio.client.WorkflowExecutionDescription:
         attrs = self._attrs(input.id, input.run_id)
-        with self._root.span("DescribeWorkflow", kind=SpanKind.CLIENT, attributes=attrs) as span:
+        with self._root.span(
+            SpanName.DESCRIBE_WORKFLOW, kind=SpanKind.CLIENT, attributes=attrs
+        ) as span:
             described = await super().describe_workflow(input)
             span.set_attribute(ATTR.RUN_ID, described.run_id)
             span.set_attribute(ATTR.WORKFLOW_TYPE, described.workflow_type)
@@ -385,12 +408,12 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
 
     async def cancel_workflow(self, input: temporalio.client.CancelWorkflowInput) -> None:
         attrs = self._attrs(input.id, input.run_id)
-        with self._root.span("CancelWorkflow", kind=SpanKind.CLIENT, attributes=attrs):
+        with self._root.span(SpanName.CANCEL_WORKFLOW, kind=SpanKind.CLIENT, attributes=attrs):
             await super().cancel_workflow(input)
 
     async def terminate_workflow(self, input: temporalio.client.TerminateWorkflowInput) -> None:
         attrs = self._attrs(input.id, input.run_id)
-        with self._root.span("TerminateWorkflow", kind=SpanKind.CLIENT, attributes=attrs):
+        with self._root.span(SpanName.TERMINATE_WORKFLOW, kind=SpanKind.CLIENT, attributes=attrs):
             await super().terminate_workflow(input)
 
 
@@ -419,7 +442,7 @@ class _ActivityInbound(temporalio.worker.ActivityInboundInterceptor):
         carrier = carrier_from_headers(input.headers)
         context = propagator.extract(carrier) if carrier else Context()
         with self._root.span(
-            f"RunActivity:{info.activity_type}",
+            SpanName.RUN_ACTIVITY + info.activity_type,
             kind=SpanKind.SERVER,
             attributes=attrs,
             context=context,
@@ -474,7 +497,7 @@ class _NexusInbound(temporalio.worker.NexusOperationInboundInterceptor):
         token = _CURRENT_CALLER.set(caller)
         try:
             with self._root.span(
-                f"RunStartNexusOperationHandler:{ctx.service}/{ctx.operation}",
+                f"{SpanName.RUN_START_NEXUS_OPERATION_HANDLER}{ctx.service}/{ctx.operation}",
                 kind=SpanKind.SERVER,
                 attributes=attrs,
                 context=propagator.extract(ctx.headers),
@@ -497,7 +520,7 @@ class _NexusInbound(temporalio.worker.NexusOperationInboundInterceptor):
         attrs = self._attrs(ctx)
         attrs[ATTR.OPERATION_TOKEN] = input.token
         with self._root.span(
-            f"RunCancelNexusOperationHandler:{ctx.service}/{ctx.operation}",
+            f"{SpanName.RUN_CANCEL_NEXUS_OPERATION_HANDLER}{ctx.service}/{ctx.operation}",
             kind=SpanKind.SERVER,
             attributes=attrs,
             context=propagator.extract(ctx.headers),

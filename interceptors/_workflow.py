@@ -22,8 +22,8 @@ import temporalio.worker
 import temporalio.workflow
 
 from ._errors import error_kind, error_type
+from ._names import ATTR, SpanName
 from ._propagation import (
-    ATTR,
     TRACER_HEADER,
     TraceParent,
     carrier_from_headers,
@@ -150,6 +150,10 @@ class TracingWorkflowInboundInterceptor(temporalio.worker.WorkflowInboundInterce
         self, headers: Mapping[str, temporalio.api.common.v1.Payload], span_id: int
     ) -> Mapping[str, temporalio.api.common.v1.Payload]:
         """``headers`` plus the ``_tracer-data`` header for ``span_id``."""
+        if not _live():
+            # A replayed command is matched to its history event by everything but its
+            # headers, and never sent: encoding them would be wasted.
+            return headers
         return {**headers, TRACER_HEADER: carrier_to_header(self.carrier(span_id))}
 
     # -- emission ----------------------------------------------------------------------
@@ -247,7 +251,7 @@ class TracingWorkflowInboundInterceptor(temporalio.worker.WorkflowInboundInterce
             call.attributes[ATTR.OUTCOME] = "pending"
             self.end_call(call)
         self.emit(
-            f"RunWorkflow:{self.base[ATTR.WORKFLOW_TYPE]}",
+            f"{SpanName.RUN_WORKFLOW}{self.base[ATTR.WORKFLOW_TYPE]}",
             "server",
             self.run_span_id,
             self.parent_span_id,
@@ -291,7 +295,7 @@ class TracingWorkflowInboundInterceptor(temporalio.worker.WorkflowInboundInterce
     async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
         """Trace a signal handler (linked to the sender's span)."""
         call = self.begin_call(
-            f"HandleSignal:{input.signal}",
+            SpanName.HANDLE_SIGNAL + input.signal,
             "server",
             {ATTR.SIGNAL: input.signal},
             self._link_from(input.headers),
@@ -306,7 +310,7 @@ class TracingWorkflowInboundInterceptor(temporalio.worker.WorkflowInboundInterce
     async def handle_update_handler(self, input: temporalio.worker.HandleUpdateInput) -> Any:
         """Trace an update handler (linked to the caller's span)."""
         call = self.begin_call(
-            f"HandleUpdate:{input.update}",
+            SpanName.HANDLE_UPDATE + input.update,
             "server",
             {ATTR.UPDATE: input.update, ATTR.UPDATE_ID: input.id},
             self._link_from(input.headers),
@@ -343,7 +347,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
         attrs: dict[str, AttrValue] = {ATTR.ACTIVITY_TYPE: input.activity}
         if input.activity_id:
             attrs[ATTR.ACTIVITY_ID] = input.activity_id
-        call = self._root.begin_call(f"StartActivity:{input.activity}", "client", attrs)
+        call = self._root.begin_call(SpanName.START_ACTIVITY + input.activity, "client", attrs)
         input.headers = self._root.headers_with(input.headers, call.span_id)
         return call
 
@@ -367,7 +371,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
         self, input: temporalio.worker.StartChildWorkflowInput
     ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
         call = self._root.begin_call(
-            f"StartChildWorkflow:{input.workflow}",
+            SpanName.START_CHILD_WORKFLOW + input.workflow,
             "client",
             {
                 ATTR.CHILD_WORKFLOW_ID: input.id,
@@ -389,7 +393,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
         self, input: temporalio.worker.StartNexusOperationInput[Any, Any]
     ) -> temporalio.workflow.NexusOperationHandle[Any]:
         call = self._root.begin_call(
-            f"StartNexusOperation:{input.service}/{input.operation_name}",
+            f"{SpanName.START_NEXUS_OPERATION}{input.service}/{input.operation_name}",
             "client",
             {
                 ATTR.ENDPOINT: input.endpoint,
@@ -397,7 +401,8 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
                 ATTR.OPERATION: input.operation_name,
             },
         )
-        input.headers = {**(input.headers or {}), **self._root.carrier(call.span_id)}
+        if _live():  # as in headers_with: a replayed command's headers are never sent
+            input.headers = {**(input.headers or {}), **self._root.carrier(call.span_id)}
         try:
             handle = await super().start_nexus_operation(input)
         except BaseException as err:
@@ -433,7 +438,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
     ) -> None:
         send = super().signal_child_workflow
         await self._signal(
-            f"SignalChildWorkflow:{input.signal}",
+            SpanName.SIGNAL_CHILD_WORKFLOW + input.signal,
             {ATTR.SIGNAL: input.signal, ATTR.TARGET_WORKFLOW_ID: input.child_workflow_id},
             input,
             lambda: send(input),
@@ -448,7 +453,7 @@ class _TracingWorkflowOutboundInterceptor(temporalio.worker.WorkflowOutboundInte
         }
         send = super().signal_external_workflow
         await self._signal(
-            f"SignalExternalWorkflow:{input.signal}",
+            SpanName.SIGNAL_EXTERNAL_WORKFLOW + input.signal,
             attrs,
             input,
             lambda: send(input),

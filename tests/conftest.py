@@ -19,8 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
 from sqlalchemy import create_engine, text
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import create_tracer_provider
 from temporalio.service import RPCError, RPCStatusCode
 
 from tests._postgres import postgres_bindir, temporary_postgres
@@ -79,6 +82,23 @@ async def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def global_spans() -> Iterator[SynchronousMultiSpanProcessor]:
+    """The span processors of the process-wide tracer provider, a replay-safe one as the
+    SDK's ``OpenTelemetryPlugin`` requires.
+
+    OpenTelemetry sets the global provider once per process, so every test that needs it
+    shares this one and adds its own exporter here.
+    """
+    processors = SynchronousMultiSpanProcessor()
+    provider = create_tracer_provider(active_span_processor=processors)
+    trace.set_tracer_provider(provider)
+    if trace.get_tracer_provider() is not provider:
+        skip_or_fail("something else set the global tracer provider first")
+    yield processors
+    processors.shutdown()
 
 
 @pytest.fixture(scope="session")

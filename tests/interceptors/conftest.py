@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
@@ -39,6 +45,29 @@ def otel() -> Otel:
     return Otel.fresh()
 
 
+class _WhileOpen(SpanProcessor):
+    """Forwards ended spans while open: a processor cannot be taken off a provider."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self.inner: SpanProcessor | None = inner
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.inner is not None:
+            self.inner.on_end(span)
+
+
+@contextmanager
+def collecting(processors: SynchronousMultiSpanProcessor) -> Iterator[InMemorySpanExporter]:
+    """Keep the spans the global provider ends inside the block."""
+    exporter = InMemorySpanExporter()
+    gate = _WhileOpen(SimpleSpanProcessor(exporter))
+    processors.add_span_processor(gate)
+    try:
+        yield exporter
+    finally:
+        gate.inner = None
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
@@ -50,10 +79,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(scope="module")
-async def echo_endpoint(temporal_server: DevServer) -> Endpoint:
-    """A Nexus endpoint of this module's own, targeting a unique task queue in payments."""
-    client = await Client.connect(temporal_server.address, namespace="default")
+async def create_endpoint(server: DevServer) -> Endpoint:
+    """A new Nexus endpoint targeting a unique task queue in payments."""
+    client = await Client.connect(server.address, namespace="default")
     endpoint = Endpoint(unique("tt-echo"), "payments", unique("tt-echo-tq"))
     await client.operator_service.create_nexus_endpoint(
         CreateNexusEndpointRequest(
@@ -68,6 +96,12 @@ async def echo_endpoint(temporal_server: DevServer) -> Endpoint:
         )
     )
     return endpoint
+
+
+@pytest.fixture(scope="module")
+async def echo_endpoint(temporal_server: DevServer) -> Endpoint:
+    """A Nexus endpoint of this module's own, targeting a unique task queue in payments."""
+    return await create_endpoint(temporal_server)
 
 
 def named(spans: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:

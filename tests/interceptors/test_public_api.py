@@ -12,9 +12,9 @@ from temporalio.exceptions import ApplicationError, NexusOperationError, Timeout
 
 import interceptors
 import interceptors.http
-from interceptors import CALLER_HEADER, CallerInfo, decode_caller_header
-from interceptors._claim import CLAIM_HEADER, SIGNATURE_HEADER, make_claim, verify_claim
+from interceptors import CALLER_HEADER, CallerInfo, decode_caller_header, make_claim, verify_claim
 from interceptors._propagation import TraceParent
+from interceptors.http import CLAIM_HEADER, SIGNATURE_HEADER
 
 
 def test_all_is_frozen() -> None:
@@ -24,7 +24,9 @@ def test_all_is_frozen() -> None:
         "LINK_KEY_ENV",
         "TRACER_HEADER",
         "CallerInfo",
+        "SpanName",
         "TracingInterceptor",
+        "TracingPlugin",
         "caller_info",
         "decode_caller_header",
         "encode_caller_header",

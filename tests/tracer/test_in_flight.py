@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -32,11 +31,9 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.opentelemetry import (
     OpenTelemetryPlugin,
     TracingInterceptor,
-    create_tracer_provider,
 )
 from temporalio.worker import Worker
 
-from tests.conftest import skip_or_fail
 from tracer.collector import ServeSettings, run_collector
 from tracer.db import Span, create_db_engine, upgrade_database
 from tracer.devserver import DevServer, free_port
@@ -323,19 +320,6 @@ async def test_signals_and_updates_a_handler_sent_hang_under_it(
 
 
 # --- spans of workers that run only the SDK's own tracing ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def global_spans() -> Iterator[SynchronousMultiSpanProcessor]:
-    """The span processors of the process-wide provider the SDK's OpenTelemetryPlugin
-    requires (set once per process: a test adds its exporter here)."""
-    processors = SynchronousMultiSpanProcessor()
-    provider = create_tracer_provider(active_span_processor=processors)
-    trace.set_tracer_provider(provider)
-    if trace.get_tracer_provider() is not provider:
-        skip_or_fail("another test set the global tracer provider first")
-    yield processors
-    processors.shutdown()
 
 
 async def test_spans_without_a_namespace_get_their_runs(

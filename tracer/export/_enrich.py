@@ -30,9 +30,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from interceptors import ATTR
+from interceptors import ATTR, SpanName
 from interceptors._propagation import TraceParent
-from tracer._spannames import SpanName
 from tracer.db import (
     Call,
     NexusEndpointRow,
@@ -53,11 +52,11 @@ __all__ = [
     "derived_trace_id",
 ]
 
-SYNTHESIZED = "temporal.synthesized"
+SYNTHESIZED = ATTR.SYNTHESIZED
 """Attribute set (true) on spans made from histories rather than received."""
 
-CALLER_TRACE_ID = "temporal.caller.trace_id"
-CALLER_SPAN_ID = "temporal.caller.span_id"
+CALLER_TRACE_ID = ATTR.CALLER_TRACE_ID
+CALLER_SPAN_ID = ATTR.CALLER_SPAN_ID
 
 _SCOPE = InstrumentationScope("temporal-tracer.export")
 _SYNTH_SCOPE = InstrumentationScope("temporal-tracer.history")
@@ -321,7 +320,7 @@ class SpanEnricher:
     def is_linked(self, row: Span) -> bool:
         """Whether the linker has stored what enriching ``row`` needs (its run or call)."""
         attributes = decode_attributes(row.attributes)
-        run_id = row.run_id or attributes.get(ATTR.RUN_ID) or attributes.get("temporalRunID")
+        run_id = row.run_id or attributes.get(ATTR.RUN_ID) or attributes.get(ATTR.SDK_RUN_ID)
         if run_id:
             return self._run(row.namespace, str(run_id)) is not None
         if row.request_id:
@@ -337,7 +336,7 @@ class SpanEnricher:
         spans = []
         for row in rows:
             attributes = decode_attributes(row.attributes)
-            run_id = row.run_id or attributes.get(ATTR.RUN_ID) or attributes.get("temporalRunID")
+            run_id = row.run_id or attributes.get(ATTR.RUN_ID) or attributes.get(ATTR.SDK_RUN_ID)
             run = self._run(row.namespace, str(run_id)) if run_id else None
             namespace = row.namespace or (run.namespace if run is not None else None)
             request_id = row.request_id or attributes.get(ATTR.REQUEST_ID)
@@ -368,7 +367,7 @@ class SpanEnricher:
                     links.append(
                         OtelLink(
                             _context(anchor.trace_id, anchor.span_id),
-                            {"temporal.link": "caller"},
+                            {ATTR.LINK: "caller"},
                         )
                     )
                 if anchors:
@@ -438,7 +437,7 @@ class SpanEnricher:
             call_end = call.end_time or end
             attributes = {
                 **identity,
-                "temporal.call.kind": call.kind,
+                ATTR.CALL_KIND: call.kind,
                 ATTR.ACTIVITY_ID: call.activity_id,
                 ATTR.ATTEMPT: call.attempt if call.kind == NodeKind.ACTIVITY else None,
                 ATTR.ENDPOINT: call.endpoint,

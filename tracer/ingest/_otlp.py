@@ -31,6 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
+from interceptors import ATTR
 from tracer.db import bounded_attribute_map, encode_events, encode_links
 
 from ._limits import DEFAULT_SPAN_LIMITS, SpanLimits
@@ -57,10 +58,10 @@ Encoding = Literal["protobuf", "json"]
 # Attribute keys lifted into columns, in order of preference (request_to_rows spells them
 # out in its loop for speed: keep both in step). The ``temporal*ID`` keys are
 # the ones the Temporal SDK's own TracingInterceptor writes.
-NAMESPACE_KEYS = ("temporal.namespace",)
-WORKFLOW_ID_KEYS = ("temporal.workflow_id", "temporalWorkflowID")
-RUN_ID_KEYS = ("temporal.run_id", "temporalRunID")
-REQUEST_ID_KEYS = ("temporal.nexus.request_id", "temporal.request_id")
+NAMESPACE_KEYS = (ATTR.NAMESPACE,)
+WORKFLOW_ID_KEYS = (ATTR.WORKFLOW_ID, ATTR.SDK_WORKFLOW_ID)
+RUN_ID_KEYS = (ATTR.RUN_ID, ATTR.SDK_RUN_ID)
+REQUEST_ID_KEYS = (ATTR.REQUEST_ID, ATTR.REQUEST_ID_SHORT)
 
 # Column widths of the spans table: PostgreSQL enforces them, so a longer value would fail
 # the whole batch instead of one span.
@@ -373,14 +374,14 @@ def request_to_rows(
                         "end_time_unix_nano": end,
                         "status_code": status.code,
                         "status_message": _column_text(message) if message else None,
-                        "namespace": _text(get("temporal.namespace"), _NAMESPACE_MAX)
+                        "namespace": _text(get(ATTR.NAMESPACE), _NAMESPACE_MAX)
                         or default_namespace,
-                        "workflow_id": _text(get("temporal.workflow_id"), _WORKFLOW_ID_MAX)
-                        or _text(get("temporalWorkflowID"), _WORKFLOW_ID_MAX),
-                        "run_id": _text(get("temporal.run_id"), _RUN_ID_MAX)
-                        or _text(get("temporalRunID"), _RUN_ID_MAX),
-                        "request_id": _text(get("temporal.nexus.request_id"), _REQUEST_ID_MAX)
-                        or _text(get("temporal.request_id"), _REQUEST_ID_MAX),
+                        "workflow_id": _text(get(ATTR.WORKFLOW_ID), _WORKFLOW_ID_MAX)
+                        or _text(get(ATTR.SDK_WORKFLOW_ID), _WORKFLOW_ID_MAX),
+                        "run_id": _text(get(ATTR.RUN_ID), _RUN_ID_MAX)
+                        or _text(get(ATTR.SDK_RUN_ID), _RUN_ID_MAX),
+                        "request_id": _text(get(ATTR.REQUEST_ID), _REQUEST_ID_MAX)
+                        or _text(get(ATTR.REQUEST_ID_SHORT), _REQUEST_ID_MAX),
                         "attributes": encode(attributes) if attributes else "{}",
                         "resource": resource_json,
                         "events": encode_events(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from interceptors import ATTR
 from tracer.db import Span, decode_attributes, format_attribute
 from tracer.domain import NodeKind
 
@@ -19,7 +20,7 @@ NODE_SPAN_LIMIT = 50
 """The most spans one node's detail shows (the earliest ones)."""
 # Spans read per workflow or request id before matching them to one node.
 _CANDIDATE_LIMIT = 5000
-_ACTIVITY_ID_KEYS = ("temporal.activity_id", "temporalActivityID")
+_ACTIVITY_ID_KEYS = (ATTR.ACTIVITY_ID, ATTR.SDK_ACTIVITY_ID)
 
 
 @dataclass

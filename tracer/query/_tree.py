@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tracer._spannames import SpanName
+from interceptors import SpanName
 from tracer.db import Call, Link, NexusEndpointRow, Span, WorkflowRun
 from tracer.domain import STARTING_LINKS, NodeKind, Placement, Status
 
@@ -299,7 +299,7 @@ class TreeBuilder:
             for span in self.session.scalars(
                 select(Span).where(
                     Span.request_id.in_(chunk),
-                    Span.name.startswith(SpanName.NEXUS_START_HANDLER),
+                    Span.name.startswith(SpanName.RUN_START_NEXUS_OPERATION_HANDLER),
                 )
             ):
                 if span.request_id:
