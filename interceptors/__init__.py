@@ -6,6 +6,7 @@
 * :func:`caller_info` / :func:`require_caller_namespace`: who is calling this handler.
 * :mod:`interceptors.http`: headers and middleware for the HTTP hop of activity wrappers.
 * :class:`SpanName`, :class:`ATTR`: span names and attribute keys, ours and the SDK's.
+* :class:`TraceParent`: a parsed W3C ``traceparent``, as the headers carry it.
 * :data:`CALLER_HEADER`, :class:`CallerInfo`, :func:`decode_caller_header`: the durable
   caller identity written into a started workflow's header (read by the collector).
 """
@@ -23,7 +24,7 @@ from ._claim import LINK_KEY_ENV, make_claim, verify_claim
 from ._errors import error_kind
 from ._names import ATTR, SpanName
 from ._plugin import TracingPlugin
-from ._propagation import TRACER_HEADER
+from ._propagation import TRACER_HEADER, TraceParent
 from ._tracing import TracingInterceptor
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "TRACER_HEADER",
     "CallerInfo",
     "SpanName",
+    "TraceParent",
     "TracingInterceptor",
     "TracingPlugin",
     "caller_info",

@@ -12,8 +12,14 @@ from temporalio.exceptions import ApplicationError, NexusOperationError, Timeout
 
 import interceptors
 import interceptors.http
-from interceptors import CALLER_HEADER, CallerInfo, decode_caller_header, make_claim, verify_claim
-from interceptors._propagation import TraceParent
+from interceptors import (
+    CALLER_HEADER,
+    CallerInfo,
+    TraceParent,
+    decode_caller_header,
+    make_claim,
+    verify_claim,
+)
 from interceptors.http import CLAIM_HEADER, SIGNATURE_HEADER
 
 
@@ -25,6 +31,7 @@ def test_all_is_frozen() -> None:
         "TRACER_HEADER",
         "CallerInfo",
         "SpanName",
+        "TraceParent",
         "TracingInterceptor",
         "TracingPlugin",
         "caller_info",

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, TraceFlags
 from sqlalchemy import Table, insert, select
 
-from interceptors._propagation import TraceParent
+from interceptors import TraceParent
 from tests.conftest import LinkedSample, skip_or_fail
 from tracer.db import (
     Call,

@@ -30,8 +30,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from interceptors import ATTR, SpanName
-from interceptors._propagation import TraceParent
+from interceptors import ATTR, SpanName, TraceParent
 from tracer.db import (
     Call,
     NexusEndpointRow,
