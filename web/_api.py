@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,6 +29,7 @@ from ._params import (
     optional_text,
     window_start,
 )
+from ._pending import refresh_pending
 from ._view import ViewNode, detail_view
 
 __all__ = ["api_router"]
@@ -108,6 +109,7 @@ def _missing(namespace: str, workflow_id: str) -> HTTPException:
 @api_router.get(
     "/api/workflows/{namespace}/{workflow_id:path}/tree",
     tags=["trees"],
+    dependencies=[Depends(refresh_pending)],
     response_class=JSONResponse,
     responses={200: {"description": '`{"root": Node}`, the call-tree contract'}},
 )

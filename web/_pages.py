@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -30,6 +30,7 @@ from ._params import (
     optional_text,
     window_start,
 )
+from ._pending import refresh_pending
 from ._view import build_view
 
 __all__ = ["namespace_hue", "pages_router", "templates", "tree_href"]
@@ -154,7 +155,11 @@ def index(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "search.html", context)
 
 
-@pages_router.get("/workflows/{namespace}/{workflow_id:path}", response_class=HTMLResponse)
+@pages_router.get(
+    "/workflows/{namespace}/{workflow_id:path}",
+    response_class=HTMLResponse,
+    dependencies=[Depends(refresh_pending)],
+)
 def tree_page(
     request: Request, namespace: str, workflow_id: str, run_id: str | None = None
 ) -> HTMLResponse:

@@ -35,6 +35,7 @@ __all__ = [
     "NamespaceLease",
     "NamespaceState",
     "NexusEndpointRow",
+    "PendingState",
     "Span",
     "StoreProbe",
     "TreeEdge",
@@ -228,6 +229,20 @@ class NamespaceState(Base):
     close_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     runs_linked: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PendingState(Base):
+    """What Temporal last said of an open run's pending calls (``DescribeWorkflowExecution``):
+    histories do not hold it. ``calls`` is JSON, ``{"nexus:<scheduled event id>" |
+    "activity:<activity id>": <the contract's pending object>}``."""
+
+    __tablename__ = "pending_states"
+
+    run_pk: Mapped[int] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    calls: Mapped[str] = mapped_column(Text)
 
 
 class StoreProbe(Base):

@@ -4,18 +4,32 @@ from ._connections import Connections, load_connect_configs
 from ._history import (
     decode_operation_token,
     describe_failure,
+    failure_type,
     operation_token_json,
     parse_history,
 )
 from ._linker import HistoryLinker, PollReport
+from ._pending import (
+    MAX_DESCRIBES_PER_TREE,
+    PENDING_MAX_AGE,
+    PendingReader,
+    pending_calls,
+    refresh_tree_pending,
+)
 
 __all__ = [
+    "MAX_DESCRIBES_PER_TREE",
+    "PENDING_MAX_AGE",
     "Connections",
     "HistoryLinker",
+    "PendingReader",
     "PollReport",
     "decode_operation_token",
     "describe_failure",
+    "failure_type",
     "load_connect_configs",
     "operation_token_json",
     "parse_history",
+    "pending_calls",
+    "refresh_tree_pending",
 ]

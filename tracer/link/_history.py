@@ -27,6 +27,7 @@ from tracer.store import CallFacts, LinkFacts, RunFacts
 __all__ = [
     "decode_operation_token",
     "describe_failure",
+    "failure_type",
     "operation_token_json",
     "parse_history",
 ]
@@ -138,12 +139,26 @@ def _time(event: HistoryEvent) -> datetime:
     return event.event_time.ToDatetime(tzinfo=UTC)
 
 
+def failure_type(failure: Failure) -> str:
+    """The type of one failure (not its causes): an application error's own type, a Nexus
+    handler error as the interceptors name it, else the failure's kind."""
+    if failure.HasField("application_failure_info"):
+        return failure.application_failure_info.type or "ApplicationError"
+    if failure.HasField("nexus_handler_failure_info"):
+        # Named as the interceptors name it, so both classify alike.
+        return f"HandlerError.{failure.nexus_handler_failure_info.type}"
+    for info, kind in _FAILURE_KINDS:
+        if kind and failure.HasField(info):  # type: ignore[arg-type]
+            return kind
+    return "Error"
+
+
 def describe_failure(failure: Failure) -> tuple[str, str]:
     """``(type, message)`` of the most telling failure in a cause chain.
 
     The deepest application failure names what went wrong on the far side (a declined
     card, not "nexus operation completed unsuccessfully"); otherwise the innermost
-    failure's kind (timeout, cancel...) is used.
+    failure of a known kind (handler error, timeout, cancel...) is used.
     """
     chain: list[Failure] = []
     current: Failure | None = failure
@@ -152,14 +167,11 @@ def describe_failure(failure: Failure) -> tuple[str, str]:
         current = current.cause if current.HasField("cause") else None
     for item in reversed(chain):
         if item.HasField("application_failure_info"):
-            return item.application_failure_info.type or "ApplicationError", item.message
+            return failure_type(item), item.message
     for item in reversed(chain):
-        if item.HasField("nexus_handler_failure_info"):
-            # Named as the interceptors name it, so both classify alike.
-            return f"HandlerError.{item.nexus_handler_failure_info.type}", item.message
-        for info, kind in _FAILURE_KINDS:
-            if kind and item.HasField(info):  # type: ignore[arg-type]
-                return kind, item.message
+        kind = failure_type(item)
+        if kind != "Error":
+            return kind, item.message
     return "Error", failure.message
 
 

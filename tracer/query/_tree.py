@@ -6,6 +6,7 @@ turns runs, calls and links into :class:`TreeNode` objects.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from interceptors import SpanName
-from tracer.db import Call, Link, NexusEndpointRow, Span, WorkflowRun
+from tracer.db import Call, Link, NexusEndpointRow, PendingState, Span, WorkflowRun
 from tracer.domain import STARTING_LINKS, NodeKind, Placement, Status
 
 from ._graph import MAX_DEPTH, Caller, CallGraph, chunks, link_matches_call, precedence
@@ -42,6 +43,8 @@ class TreeNode:
     error: dict[str, str] | None = None
     details: dict[str, Any] = field(default_factory=dict)
     children: list[TreeNode] = field(default_factory=list)
+    # What Temporal last said of a running call (state, attempt, last failure...).
+    pending: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The node and its subtree as the JSON contract."""
@@ -58,6 +61,7 @@ class TreeNode:
             "link": self.link,
             "verified": self.verified,
             "details": self.details,
+            "pending": self.pending,
             "children": [child.to_json() for child in self.children],
         }
 
@@ -123,6 +127,7 @@ class TreeBuilder:
                 select(Call).where(Call.run_pk.in_(chunk)).order_by(Call.event_id)
             ):
                 calls[call.run_pk].append(call)
+        pending = self._pending([run for run in runs if run.status == Status.RUNNING])
         outgoing = self.graph.outgoing(runs)
         messages = [
             link for links in outgoing.values() for link in links if link.kind not in STARTING_LINKS
@@ -140,6 +145,9 @@ class TreeBuilder:
         for run, node in level:
             run_calls = calls.get(run.id, [])
             call_nodes = [(call, self.call_node(run, call)) for call in run_calls]
+            for call, call_node in call_nodes:
+                if call_node.status == Status.RUNNING:
+                    _attach_pending(call, call_node, pending.get(run.id, {}))
             node.children.extend(call_node for _, call_node in call_nodes)
             placed_under: dict[int, list[tuple[WorkflowRun, Caller]]] = defaultdict(list)
             for handler, caller in children.get(run.id, []):
@@ -291,6 +299,16 @@ class TreeBuilder:
             details={"workflow_type": target.workflow_type if target else None},
         )
 
+    def _pending(self, runs: Sequence[WorkflowRun]) -> dict[int, dict[str, Any]]:
+        """The stored pending state of open runs' calls, by run primary key."""
+        found: dict[int, dict[str, Any]] = {}
+        for chunk in chunks([run.id for run in runs]):
+            for row in self.session.scalars(
+                select(PendingState).where(PendingState.run_pk.in_(chunk))
+            ):
+                found[row.run_pk] = json.loads(row.calls)
+        return found
+
     def _handler_spans(self, calls: list[Call]) -> dict[str, Span]:
         """Handler-side spans of sync operations, by the request id they share with the call."""
         request_ids = sorted({call.request_id for call in calls if call.request_id})
@@ -328,6 +346,19 @@ class TreeBuilder:
             node.end_time = _from_nanos(span.end_time_unix_nano)
             node.details.update(trace_id=span.trace_id, span_id=span.span_id)
         return node
+
+
+def _attach_pending(call: Call, node: TreeNode, pending: dict[str, Any]) -> None:
+    """Give a running call what Temporal last said of it; its attempt is the latest."""
+    if call.kind == NodeKind.NEXUS_OPERATION:
+        state = pending.get(f"nexus:{call.event_id}")
+    elif call.kind == NodeKind.ACTIVITY and call.activity_id:
+        state = pending.get(f"activity:{call.activity_id}")
+    else:
+        return
+    if state is not None:
+        node.pending = state
+        node.details["attempt"] = max(call.attempt, int(state.get("attempt") or 1))
 
 
 def _made_by(caller: Caller, call: Call) -> bool:

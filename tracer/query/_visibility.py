@@ -94,6 +94,7 @@ class Scope:
                 run_id=None,
                 error=None,
                 details={"restricted": True},
+                pending=None,
                 children=children,
             )
         return replace(node, details=self._details(node.details), children=children)

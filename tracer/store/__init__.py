@@ -6,6 +6,7 @@ values. Nothing above this package opens a database session for those.
 """
 
 from ._facts import CallFacts, LinkFacts, RunFacts
+from ._pending import OpenRun
 from ._store import (
     LINKER_STALE_AFTER,
     NamespaceStatus,
@@ -24,6 +25,7 @@ __all__ = [
     "NamespaceStatus",
     "NexusEndpoint",
     "NodeDetail",
+    "OpenRun",
     "Readiness",
     "RunFacts",
     "Store",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +43,7 @@ from tracer.query import (
 )
 
 from ._facts import RunFacts
+from ._pending import OpenRun, save_pending, stale_pending_runs
 from ._span_namespaces import fill_span_namespaces, with_namespaces
 from ._summaries import refresh_summaries
 
@@ -460,6 +461,37 @@ class Store:
         with self.session.begin() as session:
             _save_all(session, runs, now)
         self.check_file()
+
+    def save_pending(
+        self, run: OpenRun, calls: Mapping[str, dict[str, Any]], read_at: datetime
+    ) -> None:
+        """Store what Temporal said of an open run's pending calls (``calls`` keyed
+        ``nexus:<scheduled event id>`` / ``activity:<activity id>``), replacing the last."""
+        self.check_file()
+        with self.session.begin() as session:
+            save_pending(session, run, calls, read_at)
+
+    def stale_pending_runs(
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None = None,
+        *,
+        max_age: timedelta,
+        limit: int,
+    ) -> list[OpenRun]:
+        """Open runs in the tree holding a workflow whose running calls' pending state is
+        older than ``max_age`` (or unknown), oldest first: what a tree request describes
+        before it answers. For the collector's own use: it names runs whatever the viewer."""
+        with self.session() as session:
+            return stale_pending_runs(
+                session,
+                namespace,
+                workflow_id,
+                run_id,
+                read_before=_now() - max_age,
+                limit=limit,
+            )
 
     def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """``run_id -> (status, history_length)`` for those of ``run_ids`` that are stored."""
