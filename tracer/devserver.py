@@ -194,6 +194,9 @@ class DevServer:
             args += ["--db-filename", str(self.db_file)]
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
+        # Standalone Nexus operations (started by a client, without a workflow) are off by
+        # default in the dev server.
+        args += ["--dynamic-config-value", "nexusoperation.enableStandalone=true"]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         logger.info("starting Temporal dev server on %s", self.address)
         # Own process group, so a Ctrl-C in the terminal reaches us first and we stop it.

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from tracer.domain import ExecutionStatus
+from tracer.domain import ExecutionStatus, NodeKind
 from tracer.query import Scope, SpanInfo, TraceSummary, TreeNode, figures_of, iso_time
 
 from ._access import viewer_of
@@ -29,7 +29,7 @@ from ._params import (
     optional_text,
     window_start,
 )
-from ._pending import refresh_pending
+from ._pending import refresh_operation_pending, refresh_pending
 from ._view import ViewNode, detail_view
 
 __all__ = ["api_router"]
@@ -100,9 +100,10 @@ def _tree_params(
     )
 
 
-def _missing(namespace: str, workflow_id: str) -> HTTPException:
+def _missing(namespace: str, entry_id: str, kind: NodeKind) -> HTTPException:
+    what = "standalone operation" if kind == NodeKind.NEXUS_OPERATION else "workflow"
     return HTTPException(
-        status_code=404, detail=f"no workflow {echo(workflow_id)} in namespace {echo(namespace)}"
+        status_code=404, detail=f"no {what} {echo(entry_id)} in namespace {echo(namespace)}"
     )
 
 
@@ -121,11 +122,32 @@ def workflow_tree(
     With access tokens, nodes outside the viewer's namespaces keep only their structure
     (``workflow_id``, ``run_id`` and ``error`` are ``null``).
     """
-    namespace, workflow_id, run_id = _tree_params(namespace, workflow_id, run_id)
+    return _tree_answer(request, namespace, workflow_id, run_id, NodeKind.WORKFLOW)
+
+
+@api_router.get(
+    "/api/nexus-operations/{namespace}/{operation_id:path}/tree",
+    tags=["trees"],
+    dependencies=[Depends(refresh_operation_pending)],
+    response_class=JSONResponse,
+    responses={200: {"description": '`{"root": Node}`, the call-tree contract'}},
+)
+def operation_tree(
+    request: Request, namespace: str, operation_id: str, run_id: str | None = None
+) -> JSONResponse:
+    """The call tree of a standalone Nexus operation (started by a client, not a
+    workflow): the operation is its root, its handler below it."""
+    return _tree_answer(request, namespace, operation_id, run_id, NodeKind.NEXUS_OPERATION)
+
+
+def _tree_answer(
+    request: Request, namespace: str, entry_id: str, run_id: str | None, kind: NodeKind
+) -> JSONResponse:
+    namespace, entry_id, run_id = _tree_params(namespace, entry_id, run_id)
     scope = Scope.of(viewer_of(request).namespaces)
-    root = store_of(request).tree(namespace, workflow_id, run_id, scope=scope)
+    root = store_of(request).tree(namespace, entry_id, run_id, scope=scope, kind=kind)
     if root is None:
-        raise _missing(namespace, workflow_id)
+        raise _missing(namespace, entry_id, kind)
     figures = figures_of(root)
     summary = _figures_json(
         scope,
@@ -155,17 +177,41 @@ def tree_node(
 
     Nodes outside the viewer's namespaces keep only their structure and have no spans.
     """
-    namespace, workflow_id, run_id = _tree_params(namespace, workflow_id, run_id)
+    return _node_answer(request, namespace, workflow_id, index, run_id, NodeKind.WORKFLOW)
+
+
+@api_router.get(
+    "/api/nexus-operations/{namespace}/{operation_id:path}/nodes/{index}",
+    tags=["trees"],
+    response_class=JSONResponse,
+    responses={200: {"description": '`{"node": NodeDetail, "html": "..."}`'}},
+)
+def operation_tree_node(
+    request: Request, namespace: str, operation_id: str, index: str, run_id: str | None = None
+) -> JSONResponse:
+    """One node of a standalone operation's call tree (see ``tree_node``)."""
+    return _node_answer(request, namespace, operation_id, index, run_id, NodeKind.NEXUS_OPERATION)
+
+
+def _node_answer(
+    request: Request,
+    namespace: str,
+    entry_id: str,
+    index: str,
+    run_id: str | None,
+    kind: NodeKind,
+) -> JSONResponse:
+    namespace, entry_id, run_id = _tree_params(namespace, entry_id, run_id)
     position = bounded_int(index, "index", 0, MAX_NODE_INDEX)
     scope = Scope.of(viewer_of(request).namespaces)
     settings = settings_of(request)
     detail = store_of(request).tree_node(
-        namespace, workflow_id, run_id, index=position, scope=scope
+        namespace, entry_id, run_id, index=position, scope=scope, kind=kind
     )
     if detail is None:
         raise HTTPException(
             status_code=404,
-            detail=f"no node {position} in the tree of {echo(workflow_id)} in {echo(namespace)}",
+            detail=f"no node {position} in the tree of {echo(entry_id)} in {echo(namespace)}",
         )
     view = detail_view(
         detail,
@@ -257,6 +303,7 @@ def _summary_json(row: TraceSummary, scope: Scope) -> dict[str, Any]:
         "workflow_type": row.workflow_type,
         "workflow_id": row.workflow_id,
         "run_id": row.run_id,
+        "kind": row.kind,
         "status": row.status,
         "start_time": iso_time(row.start_time),
         "end_time": iso_time(row.end_time),

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.templating import Jinja2Templates
 
 from tracer.domain import NodeKind, Status
-from tracer.query import Scope, figures_of
+from tracer.query import Scope, TreeNode, figures_of
 
 from ._access import COOKIE_NAME, FailedLogins, client_of, same_origin, viewer_of
 from ._deps import settings_of, store_of
@@ -30,7 +30,7 @@ from ._params import (
     optional_text,
     window_start,
 )
-from ._pending import refresh_pending
+from ._pending import refresh_operation_pending, refresh_pending
 from ._view import build_view
 
 __all__ = ["namespace_hue", "pages_router", "templates", "tree_href"]
@@ -109,13 +109,26 @@ def tree_href(request: Request, namespace: str, workflow_id: str, run_id: str | 
     return f"{url}?{urlencode({'run_id': run_id})}" if run_id else url
 
 
-def _detail_href(request: Request, namespace: str, workflow_id: str, run_id: str | None) -> str:
+def operation_href(request: Request, namespace: str, operation_id: str, run_id: str | None) -> str:
+    """The path of the tree page of a standalone Nexus operation."""
+    url = str(
+        request.url_for("operation_page", namespace=namespace, operation_id=operation_id).path
+    )
+    return f"{url}?{urlencode({'run_id': run_id})}" if run_id else url
+
+
+def _detail_href(
+    request: Request, namespace: str, entry_id: str, run_id: str | None, kind: NodeKind
+) -> str:
     """Where the tree page loads node ``{n}``'s detail from (the same tree: the run the
     page shows, not whichever run is latest when the node is clicked)."""
-    url = str(
-        request.url_for("tree_node", namespace=namespace, workflow_id=workflow_id, index="0").path
-    )
-    url = url.removesuffix("/0") + "/{n}"
+    if kind == NodeKind.NEXUS_OPERATION:
+        route = request.url_for(
+            "operation_tree_node", namespace=namespace, operation_id=entry_id, index="0"
+        )
+    else:
+        route = request.url_for("tree_node", namespace=namespace, workflow_id=entry_id, index="0")
+    url = str(route.path).removesuffix("/0") + "/{n}"
     return f"{url}?{urlencode({'run_id': run_id})}" if run_id else url
 
 
@@ -138,7 +151,8 @@ def index(request: Request) -> HTMLResponse:
     rows = []
     for row in result.rows:
         entry = store.tree_entry(row.root_pk, scope=scope)
-        href = tree_href(request, *entry) if entry is not None else None
+        entry_href = operation_href if row.kind == NodeKind.NEXUS_OPERATION else tree_href
+        href = entry_href(request, *entry) if entry is not None else None
         rows.append({"row": row, "href": href, "visible": scope.sees(row.namespace)})
     context: dict[str, Any] = {
         "result": result,
@@ -165,16 +179,35 @@ def tree_page(
 ) -> HTMLResponse:
     """The call tree containing a workflow: waterfall and error paths; each node's detail
     loads on demand from ``/api/workflows/.../nodes/{index}``."""
+    return _tree_page(request, namespace, workflow_id, run_id, NodeKind.WORKFLOW)
+
+
+@pages_router.get(
+    "/nexus-operations/{namespace}/{operation_id:path}",
+    response_class=HTMLResponse,
+    dependencies=[Depends(refresh_operation_pending)],
+)
+def operation_page(
+    request: Request, namespace: str, operation_id: str, run_id: str | None = None
+) -> HTMLResponse:
+    """The call tree of a standalone Nexus operation, rooted at the operation."""
+    return _tree_page(request, namespace, operation_id, run_id, NodeKind.NEXUS_OPERATION)
+
+
+def _tree_page(
+    request: Request, namespace: str, entry_id: str, run_id: str | None, kind: NodeKind
+) -> HTMLResponse:
     namespace = bounded_text(namespace, "namespace", MAX_NAMESPACE_BYTES)
-    workflow_id = bounded_text(workflow_id, "workflow_id", MAX_ID_BYTES)
+    entry_id = bounded_text(entry_id, "workflow_id", MAX_ID_BYTES)
     run_id = optional_text(run_id, "run_id", MAX_RUN_ID_BYTES)
     viewer = viewer_of(request)
     settings = settings_of(request)
-    root = store_of(request).tree(namespace, workflow_id, run_id, scope=viewer.namespaces)
+    root = store_of(request).tree(namespace, entry_id, run_id, scope=viewer.namespaces, kind=kind)
     if root is None:
+        what = "standalone operation" if kind == NodeKind.NEXUS_OPERATION else "workflow"
         raise HTTPException(
             status_code=404,
-            detail=f"no workflow {echo(workflow_id)} in namespace {echo(namespace)}",
+            detail=f"no {what} {echo(entry_id)} in namespace {echo(namespace)}",
         )
     view = build_view(
         root,
@@ -186,22 +219,34 @@ def tree_page(
             v
             for v in view.nodes
             if v.node.namespace == namespace
-            and v.node.workflow_id == workflow_id
-            and (run_id is None or v.node.run_id == run_id)
+            and _entry_id(v.node, kind) == entry_id
+            and (run_id is None or _entry_run_id(v.node, kind) == run_id)
         ),
         None,
     )
+    focused_run = _entry_run_id(focused.node, kind) if focused else run_id
     context: dict[str, Any] = {
         "view": view,
         "figures": figures_of(root),
         "root": view.root,
         "focus": focused.id if focused else None,
-        "detail_url": _detail_href(
-            request, namespace, workflow_id, focused.node.run_id if focused else run_id
-        ),
+        "detail_url": _detail_href(request, namespace, entry_id, focused_run, kind),
         "viewer": viewer,
     }
     return templates.TemplateResponse(request, "tree.html", context)
+
+
+def _entry_id(node: TreeNode, kind: NodeKind) -> str | None:
+    """The id a tree page is asked by: a workflow id, or a standalone operation's id."""
+    if kind == NodeKind.NEXUS_OPERATION:
+        return node.details.get("operation_id") if node.kind == kind else None
+    return node.workflow_id
+
+
+def _entry_run_id(node: TreeNode, kind: NodeKind) -> str | None:
+    if kind == NodeKind.NEXUS_OPERATION:
+        return node.details.get("operation_run_id") if node.kind == kind else None
+    return node.run_id
 
 
 @pages_router.get("/map", response_class=HTMLResponse)

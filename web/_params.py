@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException, Request
 
-from tracer.domain import Status
+from tracer.domain import NodeKind, Status
 from tracer.query import TraceFilter
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 STATUSES = [status.value for status in Status]
+# What a tree's root can be: a workflow, or a standalone Nexus operation.
+ROOT_KINDS = [NodeKind.WORKFLOW.value, NodeKind.NEXUS_OPERATION.value]
 WINDOWS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000}
 PAGE_SIZES = (10, 25, 50, 100)
 MAX_PAGE_SIZE = 200
@@ -161,6 +163,10 @@ def filter_from_query(request: Request) -> tuple[TraceFilter, dict[str, str]]:
     )
     if criteria.status and criteria.status not in STATUSES:
         raise bad_request(f"status: one of {', '.join(STATUSES)}")
+    if query.get("kind"):
+        if query["kind"] not in ROOT_KINDS:
+            raise bad_request(f"kind: one of {', '.join(ROOT_KINDS)}")
+        criteria.kind = query["kind"]
     if query.get("window"):
         criteria.since = window_start(query["window"])
     if "min_duration" in query:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from tracer.domain import NodeKind
 from tracer.link import refresh_tree_pending
 
 from ._access import viewer_of
@@ -18,7 +19,7 @@ from ._params import (
     optional_text,
 )
 
-__all__ = ["refresh_pending"]
+__all__ = ["refresh_operation_pending", "refresh_pending"]
 
 
 async def refresh_pending(
@@ -36,4 +37,22 @@ async def refresh_pending(
         namespace,
         bounded_text(workflow_id, "workflow_id", MAX_ID_BYTES),
         optional_text(run_id, "run_id", MAX_RUN_ID_BYTES),
+    )
+
+
+async def refresh_operation_pending(
+    request: Request, namespace: str, operation_id: str, run_id: str | None = None
+) -> None:
+    """:func:`refresh_pending` for the tree of a standalone Nexus operation."""
+    connections = settings_of(request).connections
+    namespace = bounded_text(namespace, "namespace", MAX_NAMESPACE_BYTES)
+    if connections is None or not viewer_of(request).can_see(namespace):
+        return
+    await refresh_tree_pending(
+        store_of(request),
+        connections,
+        namespace,
+        bounded_text(operation_id, "operation_id", MAX_ID_BYTES),
+        optional_text(run_id, "run_id", MAX_RUN_ID_BYTES),
+        NodeKind.NEXUS_OPERATION,
     )

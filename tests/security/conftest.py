@@ -11,6 +11,8 @@ The trees (``orders`` is the scoped viewer's only namespace):
 - ``order-2`` (orders) calls a namespace the collector does not link (``shadow``).
 - ``settle-2`` (payments) calls ``inventory``: both hidden from the scoped viewer.
 - ``refund-1`` (payments) alone.
+- ``quote-op-1``, a standalone Nexus operation in ``payments`` (no workflow started it),
+  declined by its sync handler in ``inventory``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from fastapi import FastAPI
 
 from tracer.db import create_db_engine, upgrade_database
 from tracer.devserver import free_port
+from tracer.domain import NodeKind
 from tracer.link import Connections, load_connect_configs
 from tracer.store import CallFacts, LinkFacts, RunFacts, Store
 from web import WebSettings, create_app
@@ -61,6 +64,9 @@ HIDDEN_MARKERS = (
     "payments-tq",
     "refund-1",
     "settle-2",
+    # (not the operation's id: requests for its tree name it themselves)
+    "quote refused for a secret reason",
+    "req-quote-op-1",
     PAY_TOKEN,
 )
 VISIBLE_MARKER = "ORDERS-VISIBLE-SPAN"
@@ -290,6 +296,34 @@ def fill(store: Store) -> None:
                 status="completed",
                 start_time=_ms(8000),
                 close_time=_ms(9000),
+            ),
+            RunFacts(
+                namespace="payments",
+                workflow_id="quote-op-1",
+                run_id="run-quote-op-1",
+                workflow_type="inventory-endpoint/StockService/quote",
+                status="failed",
+                start_time=_ms(9100),
+                close_time=_ms(9200),
+                error_type="HandlerError.BAD_REQUEST",
+                error_message="quote refused for a secret reason",
+                kind=NodeKind.NEXUS_OPERATION,
+                calls=[
+                    CallFacts(
+                        event_id=0,
+                        kind=NodeKind.NEXUS_OPERATION,
+                        name="inventory-endpoint/StockService/quote",
+                        start_time=_ms(9100),
+                        end_time=_ms(9200),
+                        status="failed",
+                        error_type="HandlerError.BAD_REQUEST",
+                        error_message="quote refused for a secret reason",
+                        endpoint="inventory-endpoint",
+                        service="StockService",
+                        operation="quote",
+                        request_id="req-quote-op-1",
+                    )
+                ],
             ),
         ]
     )

@@ -43,9 +43,19 @@ REQUESTS: dict[tuple[str, str], list[tuple[str, str]]] = {
     ("GET", "/api/workflows/{namespace}/{workflow_id:path}/nodes/{index}"): [
         ("GET", f"/api/workflows/orders/order-1/nodes/{index}") for index in range(9)
     ],
+    ("GET", "/api/nexus-operations/{namespace}/{operation_id:path}/tree"): [
+        ("GET", "/api/nexus-operations/payments/quote-op-1/tree"),
+    ],
+    ("GET", "/api/nexus-operations/{namespace}/{operation_id:path}/nodes/{index}"): [
+        ("GET", f"/api/nexus-operations/payments/quote-op-1/nodes/{index}") for index in range(2)
+    ],
+    ("GET", "/nexus-operations/{namespace}/{operation_id:path}"): [
+        ("GET", "/nexus-operations/payments/quote-op-1"),
+    ],
     ("GET", "/api/traces"): [
         ("GET", "/api/traces"),
         ("GET", "/api/traces?workflow_id=order-1"),
+        ("GET", "/api/traces?kind=nexus_operation"),
     ],
     ("GET", "/api/map"): [("GET", "/api/map?window=30d")],
     ("GET", "/api/diagnosis"): [("GET", "/api/diagnosis?namespace=nope&task_queue=orders-tq")],
@@ -227,8 +237,8 @@ def test_hidden_node_detail_is_structure_only(clients: dict[str, httpx.Client]) 
         ("workflow_id=made-up-id", 0, 0),
         ("workflow_id=order-1", 1, 1),
         ("workflow_type=OrderWorkflow", 2, 2),
-        ("namespace=payments", 1, 3),  # trees touching payments that also touch orders
-        ("", 2, 4),
+        ("namespace=payments", 1, 4),  # trees touching payments that also touch orders
+        ("", 2, 5),
     ],
 )
 def test_search_is_not_an_oracle(

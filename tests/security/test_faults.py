@@ -163,9 +163,11 @@ class Sender:
     def send_many(self, count: int) -> list[int]:
         return [self.send() for _ in range(count)]
 
-    def retry_refused(self) -> None:
+    def retry_refused(self) -> bool:
+        """Send every refused span again; whether all are taken now."""
         for span_id in sorted(self.refused):
             self.send(span_id)
+        return not self.refused
 
 
 def stored_ids(db_url: str) -> set[str]:
@@ -276,9 +278,10 @@ def test_files_made_unwritable(temporal_server: DevServer, workdir: Path) -> Non
         assert status == 503
         assert "cannot commit" in str(detail["store"]), detail
         _make_writable(data)
-        sender.retry_refused()
-        sender.send_many(10)
         wait_for(lambda: _ready(running.ui), 30, "ready again")
+        # As an exporter does: what got a 503 is sent again until it is taken.
+        wait_for(sender.retry_refused, 30, "the refused spans taken")
+        sender.send_many(10)
     assert not sender.refused
     assert sender.acknowledged <= stored_ids(url)
     assert len(sender.acknowledged) == 40

@@ -82,6 +82,9 @@ class RunIdentity:
     workflow_type: Mapped[str] = mapped_column(String(1000))
     status: Mapped[str] = mapped_column(String(16))
     start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    # ``workflow``, or ``nexus_operation`` for a standalone Nexus operation (started by a
+    # client, no workflow): its operation id and run id stand where a workflow's would.
+    kind: Mapped[str] = mapped_column(String(32), default="workflow", server_default="workflow")
 
 
 class WorkflowRun(RunIdentity, Base):
@@ -319,6 +322,7 @@ class TreeSummary(RunIdentity, Base):
         Index("ix_tree_summaries_start", "start_time"),
         Index("ix_tree_summaries_status_start", "status", "start_time"),
         Index("ix_tree_summaries_caller_duration", "caller_duration_s"),
+        Index("ix_tree_summaries_kind_start", "kind", "start_time"),
     )
 
     root_pk: Mapped[int] = mapped_column(

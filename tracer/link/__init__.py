@@ -13,9 +13,10 @@ from ._pending import (
     MAX_DESCRIBES_PER_TREE,
     PENDING_MAX_AGE,
     PendingReader,
-    pending_calls,
     refresh_tree_pending,
 )
+from ._pending_state import nexus_pending, pending_calls
+from ._standalone import StandaloneOperations, operation_facts
 
 __all__ = [
     "MAX_DESCRIBES_PER_TREE",
@@ -24,10 +25,13 @@ __all__ = [
     "HistoryLinker",
     "PendingReader",
     "PollReport",
+    "StandaloneOperations",
     "decode_operation_token",
     "describe_failure",
     "failure_type",
     "load_connect_configs",
+    "nexus_pending",
+    "operation_facts",
     "operation_token_json",
     "parse_history",
     "pending_calls",

@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from tracer.db import Call, Link, WorkflowRun
-from tracer.domain import STARTING_LINKS, LinkKind, LinkSource
+from tracer.domain import STARTING_LINKS, LinkKind, LinkSource, NodeKind
 
 __all__ = [
     "MAX_DEPTH",
@@ -196,11 +196,18 @@ class CallGraph:
             self._by_key.setdefault(key, None)
 
     def latest_run(
-        self, namespace: str, workflow_id: str, run_id: str | None = None
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None = None,
+        kind: str = NodeKind.WORKFLOW,
     ) -> WorkflowRun | None:
-        """The given run, or the latest run of a workflow id."""
+        """The given run, or the latest run of a workflow id (of a standalone operation's
+        id, with ``kind`` ``nexus_operation``: the two are separate id spaces)."""
         query = select(WorkflowRun).where(
-            WorkflowRun.namespace == namespace, WorkflowRun.workflow_id == workflow_id
+            WorkflowRun.namespace == namespace,
+            WorkflowRun.workflow_id == workflow_id,
+            WorkflowRun.kind == kind,
         )
         if run_id:
             query = query.where(WorkflowRun.run_id == run_id)

@@ -219,7 +219,8 @@ def namespace_map(
     errors: dict[tuple[str, str], int] = defaultdict(int)
     kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
     histograms: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
-    for caller, callee, kind, failed, bucket, count in _grouped_calls(session, since, until):
+    for caller, callee, kind, failed, bucket, summed in _grouped_calls(session, since, until):
+        count = int(summed)  # PostgreSQL's SUM of integers is a Decimal
         shown = edge_view(caller, callee) if edge_view is not None else (caller, callee)
         if shown is None:
             continue

@@ -49,6 +49,8 @@ class TraceFilter:
         until: Root started at or before this instant.
         min_duration: The caller (the root run) ran at least this many seconds (open
             roots: until now).
+        kind: What the root is: ``workflow``, or ``nexus_operation`` for trees rooted at a
+            standalone Nexus operation.
         visible_namespaces: When set, only trees touching one of these namespaces, and
             ``workflow_type`` and ``workflow_id`` match only workflows in these namespaces
             (a hidden workflow's id or type finds nothing).
@@ -63,6 +65,7 @@ class TraceFilter:
     since: datetime | None = None
     until: datetime | None = None
     min_duration: float | None = None
+    kind: str | None = None
     visible_namespaces: frozenset[str] | None = None
     page: int = 1
     page_size: int = 25
@@ -86,6 +89,9 @@ class TraceSummary:
     node_count: int
     error_count: int
     first_error: dict[str, str] | None
+    # ``workflow``, or ``nexus_operation``: the root is a standalone operation whose id
+    # stands in ``workflow_id`` and whose name in ``workflow_type``.
+    kind: str = "workflow"
 
     @classmethod
     def of(cls, row: TreeSummary, now: datetime) -> TraceSummary:
@@ -110,6 +116,7 @@ class TraceSummary:
             node_count=row.node_count,
             error_count=row.error_count,
             first_error=json.loads(row.first_error) if row.first_error else None,
+            kind=row.kind,
         )
 
 
@@ -207,6 +214,8 @@ def search_traces(session: Session, criteria: TraceFilter) -> TracePage:
         )
     if criteria.status:
         conditions.append(summary.status == criteria.status)
+    if criteria.kind:
+        conditions.append(summary.kind == criteria.kind)
     if criteria.since is not None:
         conditions.append(start >= criteria.since)
     if criteria.until is not None:

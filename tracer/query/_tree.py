@@ -144,11 +144,17 @@ class TreeBuilder:
         unsettled: list[_Unsettled] = []
         for run, node in level:
             run_calls = calls.get(run.id, [])
-            call_nodes = [(call, self.call_node(run, call)) for call in run_calls]
+            if run.kind == NodeKind.NEXUS_OPERATION:
+                # A standalone operation is its own call: its handler hangs under it.
+                call_nodes = [(call, node) for call in run_calls[:1]]
+                for call, _ in call_nodes:
+                    node.details.update(self.call_node(run, call).details)
+            else:
+                call_nodes = [(call, self.call_node(run, call)) for call in run_calls]
+                node.children.extend(call_node for _, call_node in call_nodes)
             for call, call_node in call_nodes:
                 if call_node.status == Status.RUNNING:
                     _attach_pending(call, call_node, pending.get(run.id, {}))
-            node.children.extend(call_node for _, call_node in call_nodes)
             placed_under: dict[int, list[tuple[WorkflowRun, Caller]]] = defaultdict(list)
             for handler, caller in children.get(run.id, []):
                 if handler.id in self.placed:
@@ -243,6 +249,8 @@ class TreeBuilder:
     def run_node(self, run: WorkflowRun, link: Placement, verified: bool) -> TreeNode:
         """The node of a workflow run."""
         self.placed.add(run.id)
+        if run.kind == NodeKind.NEXUS_OPERATION:
+            return self._operation_node(run, link, verified)
         node = TreeNode(
             NodeKind.WORKFLOW,
             run.namespace,
@@ -258,6 +266,21 @@ class TreeBuilder:
         node.error = _error(run.error_type, run.error_message)
         node.details = {"task_queue": run.task_queue, "history_length": run.history_length}
         return node
+
+    def _operation_node(self, run: WorkflowRun, link: Placement, verified: bool) -> TreeNode:
+        """The node of a standalone Nexus operation (details from its call: see expand)."""
+        return TreeNode(
+            NodeKind.NEXUS_OPERATION,
+            run.namespace,
+            run.workflow_type,
+            run.status,
+            run.start_time,
+            run.close_time,
+            link,
+            verified,
+            error=_error(run.error_type, run.error_message),
+            details={"operation_id": run.workflow_id, "operation_run_id": run.run_id},
+        )
 
     def call_node(self, run: WorkflowRun, call: Call) -> TreeNode:
         """The node of a call a run made."""
@@ -402,14 +425,19 @@ def _from_nanos(nanos: int) -> datetime:
 
 
 def build_tree(
-    session: Session, namespace: str, workflow_id: str, run_id: str | None = None
+    session: Session,
+    namespace: str,
+    workflow_id: str,
+    run_id: str | None = None,
+    kind: str = NodeKind.WORKFLOW,
 ) -> TreeNode | None:
-    """The whole tree that contains the given workflow, rooted at its topmost caller.
+    """The whole tree that contains the given workflow (or standalone operation, with
+    ``kind`` ``nexus_operation``), rooted at its topmost caller.
 
     Returns ``None`` when the store has no such workflow.
     """
     graph = CallGraph(session)
-    run = graph.latest_run(namespace, workflow_id, run_id)
+    run = graph.latest_run(namespace, workflow_id, run_id, kind)
     if run is None:
         return None
     return TreeBuilder(session, graph).build(graph.root_of(run))

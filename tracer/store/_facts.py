@@ -76,3 +76,6 @@ class RunFacts:
     history_length: int = 0
     calls: list[CallFacts] = field(default_factory=list)
     links: list[LinkFacts] = field(default_factory=list)
+    # A standalone Nexus operation is stored as a run of this kind, with one call (event
+    # id 0) holding what a caller's call would: endpoint, request id, outcome...
+    kind: NodeKind = NodeKind.WORKFLOW

@@ -31,6 +31,8 @@ class OpenRun:
     namespace: str
     workflow_id: str
     run_id: str
+    # ``nexus_operation`` for a standalone operation (described with its own call).
+    kind: str = NodeKind.WORKFLOW
 
 
 def save_pending(
@@ -60,12 +62,13 @@ def stale_pending_runs(
     *,
     read_before: datetime,
     limit: int,
+    kind: str = NodeKind.WORKFLOW,
 ) -> list[OpenRun]:
     """Open runs of the tree holding a workflow that have a running activity or Nexus
     call and whose pending state was read before ``read_before`` (or never), oldest
     read first, at most ``limit``."""
     graph = CallGraph(session)
-    run = graph.latest_run(namespace, workflow_id, run_id)
+    run = graph.latest_run(namespace, workflow_id, run_id, kind)
     if run is None:
         return []
     open_runs = [
@@ -79,7 +82,7 @@ def stale_pending_runs(
         Call.kind.in_(_DESCRIBED_KINDS),
     )
     query = (
-        select(WorkflowRun.namespace, WorkflowRun.workflow_id, WorkflowRun.run_id)
+        select(WorkflowRun.namespace, WorkflowRun.workflow_id, WorkflowRun.run_id, WorkflowRun.kind)
         .outerjoin(PendingState, PendingState.run_pk == WorkflowRun.id)
         .where(
             WorkflowRun.id.in_(open_runs[:MAX_OPEN_RUNS]),

@@ -26,6 +26,7 @@ from tracer.db import (
     WorkflowRun,
     insert_ignoring_duplicates,
 )
+from tracer.domain import NodeKind
 from tracer.query import (
     NamespaceMap,
     Scope,
@@ -285,7 +286,13 @@ class Store:
     # --- reads for the UI and API --------------------------------------------------
 
     def tree(
-        self, namespace: str, workflow_id: str, run_id: str | None = None, *, scope: Visible
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None = None,
+        *,
+        scope: Visible,
+        kind: str = NodeKind.WORKFLOW,
     ) -> TreeNode | None:
         """The whole call tree holding a workflow (its latest run, or ``run_id``), as
         ``scope`` may see it; ``None`` when there is none, or when the workflow's own
@@ -294,11 +301,17 @@ class Store:
         if not seen.sees(namespace):
             return None
         with self.session() as session:
-            tree = build_tree(session, namespace, workflow_id, run_id)
+            tree = build_tree(session, namespace, workflow_id, run_id, kind)
             return seen.tree(tree) if tree is not None else None
 
     def tree_with_spans(
-        self, namespace: str, workflow_id: str, run_id: str | None = None, *, scope: Visible
+        self,
+        namespace: str,
+        workflow_id: str,
+        run_id: str | None = None,
+        *,
+        scope: Visible,
+        kind: str = NodeKind.WORKFLOW,
     ) -> tuple[TreeNode, list[SpanInfo]] | None:
         """The call tree and the spans that belong to it, read in one session, as
         ``scope`` may see them (see :meth:`tree`)."""
@@ -306,7 +319,7 @@ class Store:
         if not seen.sees(namespace):
             return None
         with self.session() as session:
-            tree = build_tree(session, namespace, workflow_id, run_id)
+            tree = build_tree(session, namespace, workflow_id, run_id, kind)
             if tree is None:
                 return None
             return seen.tree(tree), seen.spans(spans_for_tree(session, tree))
@@ -319,6 +332,7 @@ class Store:
         *,
         index: int,
         scope: Visible,
+        kind: str = NodeKind.WORKFLOW,
     ) -> NodeDetail | None:
         """The ``index``-th node (depth first) of the tree holding a workflow, with its
         spans, as ``scope`` may see it: a hidden node keeps its structure and has no span.
@@ -327,7 +341,7 @@ class Store:
         if not seen.sees(namespace) or index < 0:
             return None
         with self.session() as session:
-            tree = build_tree(session, namespace, workflow_id, run_id)
+            tree = build_tree(session, namespace, workflow_id, run_id, kind)
             if tree is None:
                 return None
             root = seen.tree(tree)
@@ -479,6 +493,7 @@ class Store:
         *,
         max_age: timedelta,
         limit: int,
+        kind: str = NodeKind.WORKFLOW,
     ) -> list[OpenRun]:
         """Open runs in the tree holding a workflow whose running calls' pending state is
         older than ``max_age`` (or unknown), oldest first: what a tree request describes
@@ -491,6 +506,7 @@ class Store:
                 run_id,
                 read_before=_now() - max_age,
                 limit=limit,
+                kind=kind,
             )
 
     def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
@@ -631,6 +647,7 @@ def _run_values(facts: RunFacts, now: datetime) -> dict[str, Any]:
         "parent_run_id": facts.parent_run_id,
         "parent_event_id": facts.parent_event_id,
         "history_length": facts.history_length,
+        "kind": facts.kind,
         "updated_at": now,
         "summary_dirty": True,
     }

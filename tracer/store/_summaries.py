@@ -199,6 +199,7 @@ def _summarize(session: Session, graph: CallGraph, roots: Sequence[WorkflowRun])
                 "workflow_id": root.workflow_id,
                 "run_id": root.run_id,
                 "workflow_type": root.workflow_type,
+                "kind": root.kind,
                 "status": root.status,
                 "start_time": root.start_time,
                 "end_time": root.close_time,
