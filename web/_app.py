@@ -118,7 +118,7 @@ def create_app(store: Store, settings: WebSettings | None = None) -> FastAPI:
         where = str((first.get("loc") or ("request",))[-1])
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, 400)
 
-    # A thousand-row tree page is ~600 KiB of near-identical markup and ~20 KiB gzipped.
+    # A thousand-row tree page is ~270 KiB of near-identical markup and ~10 KiB gzipped.
     # Responses only go to the cookie's own site (SameSite=strict), so compression gives a
     # cross-site page nothing to measure.
     app.add_middleware(GZipMiddleware, minimum_size=1024)

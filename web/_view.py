@@ -17,6 +17,8 @@ from tracer.link import operation_token_json
 from tracer.query import SpanInfo, TreeNode, failure_origins
 from tracer.store import NodeDetail
 
+from ._format import fmt_duration, fmt_percent
+
 __all__ = [
     "Diagnosis",
     "TreeView",
@@ -75,6 +77,11 @@ class ViewNode:
     token: dict[str, Any] | None = None
     children: list[ViewNode] = field(default_factory=list)
 
+    @property
+    def bar_style(self) -> str:
+        """Where the bar lies on the time axis, as the row's one inline style."""
+        return f"--l:{fmt_percent(self.left_pct)};--w:{fmt_percent(self.width_pct)}"
+
 
 @dataclass
 class TreeView:
@@ -86,14 +93,12 @@ class TreeView:
     ticks: list[tuple[float, str]]
     errors: list[ViewNode]
     namespaces: list[str]
+    max_depth: int = 0
 
-
-def _fmt_seconds(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    return f"{seconds / 60:.1f} min"
+    def hue_class(self, namespace: str) -> str:
+        """The class that gives a namespace its color on this page (``h0``, ``h1``...):
+        one rule in the page's head instead of a style on every row."""
+        return f"h{self.namespaces.index(namespace)}"
 
 
 def _ticks(total: float) -> list[tuple[float, str]]:
@@ -101,7 +106,7 @@ def _ticks(total: float) -> list[tuple[float, str]]:
     step = next((s for s in steps if total / s <= 6), total / 5)
     ticks, value = [], 0.0
     while value <= total * 1.0001:
-        ticks.append((100 * value / total, _fmt_seconds(value) if value else "0"))
+        ticks.append((100 * value / total, fmt_duration(value) if value else "0"))
         value += step
     return ticks
 
@@ -206,7 +211,7 @@ def diagnose(
             took = ""
             if handler.start_time and handler.end_time:
                 seconds = (handler.end_time - handler.start_time).total_seconds()
-                took = f" after {_fmt_seconds(seconds)}"
+                took = f" after {fmt_duration(seconds)}"
             checks.append(
                 Check(
                     "Is the handler workflow stuck?",
@@ -319,7 +324,8 @@ def build_view(
 
     root_view = visit(root, None, 0)
     namespaces = sorted({n.namespace for n in nodes})
-    return TreeView(root_view, ordered, total, _ticks(total), errors, namespaces)
+    depth = max(view.depth for view in ordered)
+    return TreeView(root_view, ordered, total, _ticks(total), errors, namespaces, depth)
 
 
 def detail_view(
