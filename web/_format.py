@@ -25,7 +25,7 @@ NBSP = "\u00a0"
 _SHORT = 20
 # The tail kept whole when a name shrinks: long enough to tell siblings apart
 # (``160504-declined``), short enough to leave room for the head.
-_TAIL_MIN, _TAIL_MAX = 6, 16
+_TAIL_MIN, _TAIL_MAX = 6, 18
 _SEPARATORS = re.compile(r"[-_./:]")
 
 
@@ -67,15 +67,19 @@ def split_name(name: str) -> tuple[str, str]:
 
     The head shrinks (with an ellipsis); the tail stays whole. The tail starts after a
     separator (``-``, ``_``, ``.``, ``/``, ``:``) so it is a readable unit, and is the
-    longest such suffix up to 16 characters: ``payment-order-160504-declined`` keeps
+    longest such suffix up to 18 characters: ``payment-order-160504-declined`` keeps
     ``160504-declined``, ``PaymentsService/process_payment`` keeps ``process_payment``.
-    A short name, or one without a usable separator, keeps its last characters.
+    A short name, or one without such a suffix (a type name such as
+    ``ProcessPaymentWorkflow``, whose head is what tells it apart), is not split: it
+    shortens at its end.
     """
     if len(name) <= _SHORT:
         return name, ""
     cuts = [m.end() for m in _SEPARATORS.finditer(name) if m.end() < len(name)]
     fitting = [cut for cut in cuts if _TAIL_MIN <= len(name) - cut <= _TAIL_MAX]
-    cut = min(fitting) if fitting else len(name) - _TAIL_MIN - 2
+    if not fitting:
+        return name, ""
+    cut = min(fitting)
     return name[:cut], name[cut:]
 
 

@@ -146,6 +146,11 @@
   function labelWidth() {
     return tree.querySelector(".axis .label").getBoundingClientRect().width;
   }
+  // Below this width the rows drop their kind words, so names and badges keep their room.
+  const COMPACT_BELOW = 600;
+  new ResizeObserver((entries) => {
+    tree.classList.toggle("compact", entries[0].contentRect.width < COMPACT_BELOW);
+  }).observe(tree.querySelector(".axis .label"));
   const saved = Number(localStorage.getItem(WIDTH_KEY));
   if (saved) setLabelWidth(saved);
   handle.addEventListener("pointerdown", (event) => {
