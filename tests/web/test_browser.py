@@ -154,9 +154,17 @@ async def test_error_path_of_the_declined_order(
     # The failed cross-namespace call carries a diagnosis that points at the handler.
     await row(page, "nexus_operation", "process_payment").click()
     diagnosis = panel.locator(".diagnosis")
-    await expect(diagnosis.locator("h3")).to_have_text("Diagnosis: Unexpected error")
-    await expect(diagnosis).to_contain_text("activity charge_card in payments")
-    await expect(diagnosis.get_by_role("link", name=re.compile("history"))).to_have_attribute(
+    # A declined card is an answer the handler gave on purpose, not a breakage.
+    await expect(diagnosis.locator("h3")).to_have_text("⚑ Diagnosis: Business failure")
+    await expect(diagnosis).to_contain_text("non-retryable application error")
+    await expect(diagnosis).to_contain_text(
+        "activity charge_card in payments: CardDeclined: card 0000-0000 was declined"
+    )
+    await expect(panel.locator("dl.facts")).to_contain_text("business")
+    # The handler's history is a place to look, marked as a link, not as an unknown.
+    history = diagnosis.locator("li.check", has_text="Handler history")
+    await expect(history).to_have_class(re.compile(r"\bverdict-link\b"))
+    await expect(history.get_by_role("link", name=re.compile("history"))).to_have_attribute(
         "href", re.compile(re.escape(f"{TEMPORAL_UI}/namespaces/payments/workflows/payment-"))
     )
     # Temporal answers live: the payments worker polls its task queue.
@@ -171,7 +179,7 @@ async def test_timeout_diagnosis(page: Page, ui: UiServer, linked_sample: Linked
     await expect(call.locator(".sicon")).to_have_attribute("title", "timed out")
     await call.click()
     diagnosis = page.locator("#detail .diagnosis")
-    await expect(diagnosis.locator("h3")).to_have_text("Diagnosis: Timeout")
+    await expect(diagnosis.locator("h3")).to_have_text("◷ Diagnosis: Timeout")
     await expect(diagnosis).to_contain_text("Is the handler workflow stuck?")
     await expect(diagnosis.locator(".live-check")).to_contain_text("poller")
 

@@ -4,6 +4,7 @@ from ._connections import Connections, load_connect_configs
 from ._history import (
     decode_operation_token,
     describe_failure,
+    failure_kind,
     operation_token_json,
     parse_history,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "PollReport",
     "decode_operation_token",
     "describe_failure",
+    "failure_kind",
     "load_connect_configs",
     "operation_token_json",
     "parse_history",
