@@ -25,6 +25,7 @@ from ._access import (
 )
 from ._api import api_router
 from ._apidocs import add_api_docs
+from ._errors import add_error_pages
 from ._pages import pages_router
 from ._settings import WebSettings
 
@@ -125,5 +126,6 @@ def create_app(store: Store, settings: WebSettings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(pages_router)
     add_api_docs(app)
+    add_error_pages(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
