@@ -136,3 +136,47 @@ async def test_the_name_column_is_resizable(
     await page.keyboard.press("ArrowRight")
     wider = await column.bounding_box()
     assert wider and wider["width"] > again["width"] + 10
+
+
+# For each edge of the map: its labels that its own arrow runs through, or that cover a
+# namespace's box.
+ARROWS_THROUGH_LABELS = """
+() => {
+  const hits = [];
+  const inside = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width
+    && a.y < b.y + b.height && b.y < a.y + a.height;
+  const names = Array.from(
+    document.querySelectorAll("figure.map .ns-node rect"), (r) => r.getBBox());
+  const paths = Array.from(document.querySelectorAll("figure.map .edge path"));
+  for (const text of document.querySelectorAll("figure.map .edge text")) {
+    const box = text.getBBox();
+    if (names.some((name) => inside(name, box)))
+      hits.push(`"${text.textContent}" hides a namespace`);
+    for (const path of paths) {
+      const length = path.getTotalLength();
+      for (let at = 0; at <= length; at += 2) {
+        const p = path.getPointAtLength(at);
+        if (p.x >= box.x && p.x <= box.x + box.width && p.y >= box.y && p.y <= box.y + box.height) {
+          const edge = path.parentElement.dataset;
+          hits.push(`${edge.caller}->${edge.callee} runs through "${text.textContent}"`);
+          break;
+        }
+      }
+    }
+  }
+  return hits;
+}
+"""
+
+
+@pytest.mark.parametrize("sized", [1024, 1400], indirect=True)
+async def test_map_labels_sit_beside_their_arrows(
+    sized: Page, ui: UiServer, linked_sample: LinkedSample, shots: Path
+) -> None:
+    page = sized
+    await page.goto(f"{ui.url}/map?window=1h")
+    edge = page.locator("figure.map .edge[data-caller='orders'][data-callee='payments']")
+    await expect(edge.locator(".edge-label")).to_contain_text("calls")
+    assert await page.evaluate(ARROWS_THROUGH_LABELS) == []
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    await page.screenshot(path=shots / f"map-{width}.png", full_page=True)
