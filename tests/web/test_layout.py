@@ -104,6 +104,7 @@ async def test_names_badges_and_links_fit_at_every_width(
         await expect(page.locator("#detail dl.facts")).to_contain_text("\u00a0UTC")
         await _no_overflow(page)
         if width in (1024, 1400):
+            await expect(page.locator("#detail .live-check")).not_to_contain_text("asking")
             await page.screenshot(path=shots / f"tree-{scenario}-{width}.png", full_page=True)
 
 
