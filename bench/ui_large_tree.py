@@ -11,8 +11,9 @@ a page loaded and rendered in under 2 s.
 
 It also weighs the page: ``--spans`` spans of ``--span-mib`` MiB each (decoded by the
 receiver's own code, within its span limits) are stored on the tree's workflows first, and
-the page must stay under 300 KiB as a browser transfers it (node details load on demand,
-so the page does not depend on spans). Not a test.
+the page's HTML must stay under 300 KiB before compression (node details load on demand,
+so the page does not depend on spans; a browser that does not ask for gzip gets it all).
+It prints both the raw size and what gzip transfers. Not a test.
 
     .venv/bin/python bench/ui_large_tree.py [--calls 40] [--activities 23] [--rounds 5]
         [--spans 11] [--span-mib 7]
@@ -214,8 +215,9 @@ async def main(argv: list[str] | None = None) -> None:
                     began = time.perf_counter()
                     response = await client.get(url)
                     server_ms.append((time.perf_counter() - began) * 1000)
-                    html_bytes = len(response.content)
                     wire_bytes = response.num_bytes_downloaded
+                raw = await client.get(url, headers={"Accept-Encoding": "identity"})
+                html_bytes = raw.num_bytes_downloaded
                 detail = await client.get(
                     f"http://127.0.0.1:{port}/api/workflows/orders/big-order/nodes/0",
                     headers={"Accept-Encoding": "identity"},
@@ -252,10 +254,10 @@ async def main(argv: list[str] | None = None) -> None:
     print(f"tree of {nodes} nodes, {args.rounds} rounds, {args.spans} spans of {args.span_mib} MiB")
     print(
         f"  page: {html_bytes / 1024:.0f} KiB of HTML, {wire_bytes / 1024:.0f} KiB transferred "
-        f"(gzip); the root's detail: {detail_bytes / 1024:.0f} KiB"
+        f"with gzip; the root's detail: {detail_bytes / 1024:.0f} KiB"
     )
-    fits = "OK" if wire_bytes < PAGE_BUDGET else "over"
-    print(f"  target < {PAGE_BUDGET // 1024} KiB transferred whatever the spans hold: {fits}")
+    fits = "OK" if html_bytes < PAGE_BUDGET else "over"
+    print(f"  target < {PAGE_BUDGET // 1024} KiB of HTML whatever the spans hold: {fits}")
     print(f"  server response (build tree + render HTML): {median(server_ms):7.0f} ms")
     print(f"  browser load and first render:              {median(render_ms):7.0f} ms")
     print(f"  click a node -> detail panel:               {median(detail_ms):7.0f} ms")

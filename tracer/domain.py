@@ -109,15 +109,25 @@ class Placement(StrEnum):
 
 
 class ErrorKind(StrEnum):
-    """Why a call failed, as the interceptors record it in ``temporal.error.kind``."""
+    """Why a call failed, in words a person on call recognizes (the interceptors record
+    the same values in ``temporal.error.kind``)."""
 
+    # A non-retryable application error that the handler or its activities raised on
+    # purpose: a declined card is an answer, not a breakage.
+    BUSINESS = "business"
     TIMEOUT = "timeout"
-    UNAUTHORIZED = "unauthorized"
-    NOT_FOUND = "not_found"
     CANCELED = "canceled"
+    NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"
+    # Something broke: a worker crash (heartbeat timeout), a panic, a server error, or a
+    # retryable error after its attempts ran out.
+    INFRASTRUCTURE = "infrastructure"
     TERMINATED = "terminated"
+    # An application failure whose history says nothing more (older records, spans).
     OPERATION_ERROR = "operation_error"
 
+
+_KINDS = frozenset(kind.value for kind in ErrorKind)
 
 _HANDLER_ERROR_KINDS = {
     "HandlerError.NOT_FOUND": ErrorKind.NOT_FOUND,
@@ -125,22 +135,32 @@ _HANDLER_ERROR_KINDS = {
     "HandlerError.UNAUTHENTICATED": ErrorKind.UNAUTHORIZED,
     "HandlerError.REQUEST_TIMEOUT": ErrorKind.TIMEOUT,
     "HandlerError.UPSTREAM_TIMEOUT": ErrorKind.TIMEOUT,
+    "HandlerError.INTERNAL": ErrorKind.INFRASTRUCTURE,
+    "HandlerError.UNAVAILABLE": ErrorKind.INFRASTRUCTURE,
+    "HandlerError.RESOURCE_EXHAUSTED": ErrorKind.INFRASTRUCTURE,
+    "ServerError": ErrorKind.INFRASTRUCTURE,
+    "PanicError": ErrorKind.INFRASTRUCTURE,
 }
 
 
-def classify_error(status: str, error_type: str | None) -> ErrorKind | None:
-    """The error kind of a failed run or call, from its status and the failure type that
-    history recorded (``TimeoutError``, ``HandlerError.NOT_FOUND``, an application type...).
+def classify_error(
+    status: str, error_type: str | None, recorded: str | None = None
+) -> ErrorKind | None:
+    """The error kind of a failed run or call, from its status, the failure type that
+    history recorded (``TimeoutError``, ``HandlerError.NOT_FOUND``, an application type...)
+    and the kind read from the whole failure when history was parsed (``recorded``).
 
     The same kinds the interceptors write into ``temporal.error.kind``; ``None`` when the
     node did not fail.
     """
-    if status == Status.TIMED_OUT or error_type == "TimeoutError":
-        return ErrorKind.TIMEOUT
     if status == Status.CANCELED:
         return ErrorKind.CANCELED
     if status == Status.TERMINATED:
         return ErrorKind.TERMINATED
+    if recorded is not None and recorded in _KINDS and status in ERROR_STATUSES:
+        return ErrorKind(recorded)
+    if status == Status.TIMED_OUT or error_type == "TimeoutError":
+        return ErrorKind.TIMEOUT
     if status not in ERROR_STATUSES:
         return None
     return _HANDLER_ERROR_KINDS.get(error_type or "", ErrorKind.OPERATION_ERROR)

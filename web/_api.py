@@ -265,6 +265,7 @@ def _detail_json(view: ViewNode) -> dict[str, Any]:
         "spans": [_span_json(span) for span in view.spans],
         "diagnosis": (
             {
+                "kind": diagnosis.kind,
                 "title": diagnosis.title,
                 "summary": diagnosis.summary,
                 "checks": [vars(check) for check in diagnosis.checks],

@@ -25,6 +25,7 @@ from ._access import (
 )
 from ._api import api_router
 from ._apidocs import add_api_docs
+from ._errors import add_error_pages
 from ._pages import pages_router
 from ._settings import WebSettings
 
@@ -118,12 +119,13 @@ def create_app(store: Store, settings: WebSettings | None = None) -> FastAPI:
         where = str((first.get("loc") or ("request",))[-1])
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, 400)
 
-    # A thousand-row tree page is ~600 KiB of near-identical markup and ~20 KiB gzipped.
+    # A thousand-row tree page is ~270 KiB of near-identical markup and ~10 KiB gzipped.
     # Responses only go to the cookie's own site (SameSite=strict), so compression gives a
     # cross-site page nothing to measure.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.include_router(api_router)
     app.include_router(pages_router)
     add_api_docs(app)
+    add_error_pages(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,4 +1,5 @@
-"""The namespace map as server-side SVG: namespaces on a circle, calls as arrows."""
+"""The namespace map as server-side SVG: namespaces on a circle, calls as arrows, each
+labeled beside its arrow (``_maplabels``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 from html import escape
 
 from tracer.query import MapEdge, NamespaceMap
+
+from ._maplabels import Curve, LabelPlacer
 
 __all__ = ["render_map_svg"]
 
@@ -76,6 +79,7 @@ def render_map_svg(graph: NamespaceMap) -> str:
             "No namespaces linked yet.</text>"
         )
     max_calls = max((edge.calls for edge in graph.edges), default=1)
+    curves: list[Curve] = []
     for edge in graph.edges:
         (x1, y1), (x2, y2) = centers[edge.caller], centers[edge.callee]
         # Bend every edge to its left so A->B and B->A stay apart.
@@ -86,11 +90,22 @@ def render_map_svg(graph: NamespaceMap) -> str:
         qx, qy = mx - dy / length * bend, my + dx / length * bend
         sx, sy = _border_point(x1, y1, qx, qy)
         ex, ey = _border_point(x2, y2, qx, qy)
+        curves.append((sx, sy, qx, qy, ex, ey))
+    labels = LabelPlacer(
+        curves,
+        [
+            (cx - NODE_W / 2, cy - NODE_H / 2, cx + NODE_W / 2, cy + NODE_H / 2)
+            for cx, cy in centers.values()
+        ],
+    )
+    for edge, curve in zip(graph.edges, curves, strict=True):
+        sx, sy, qx, qy, ex, ey = curve
         width = 1.5 + 4 * math.log1p(edge.calls) / math.log1p(max_calls)
         failing = edge.errors > 0
         color = "#c0392b" if failing else "#5d6678"
         kinds = ", ".join(kind.replace("_", " ") for kind in edge.kinds)
-        lx, ly = (sx + 2 * qx + ex) / 4, (sy + 2 * qy + ey) / 4
+        # Text width estimated from its length: 12 px bold and 11 px characters.
+        lx, ly, anchor = labels.place(curve, max(len(_label(edge)) * 7.0, len(kinds) * 6.2))
         title = escape(f"{edge.caller} → {edge.callee} ({', '.join(edge.kinds)}): {_label(edge)}")
         parts.append(
             f'<g class="edge{" edge-error" if failing else ""}" '
@@ -99,9 +114,9 @@ def render_map_svg(graph: NamespaceMap) -> str:
             f'<path d="M{sx:.1f},{sy:.1f} Q{qx:.1f},{qy:.1f} {ex:.1f},{ey:.1f}" fill="none" '
             f'stroke="{color}" stroke-width="{width:.1f}" '
             f'marker-end="url(#{"arrow-err" if failing else "arrow"})"/>'
-            f'<text x="{lx:.1f}" y="{ly - 6:.1f}" text-anchor="middle" class="edge-label" '
+            f'<text x="{lx:.1f}" y="{ly + 11:.1f}" text-anchor="{anchor}" class="edge-label" '
             f'fill="{color}" stroke-width="4" {HALO}>{escape(_label(edge))}</text>'
-            f'<text x="{lx:.1f}" y="{ly + 8:.1f}" text-anchor="middle" class="edge-kind" '
+            f'<text x="{lx:.1f}" y="{ly + 25:.1f}" text-anchor="{anchor}" class="edge-kind" '
             f'fill="#5d6678" stroke-width="3" {HALO}>{escape(kinds)}</text>'
             "</g>"
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -16,6 +15,7 @@ from tracer.query import Scope, TreeNode, figures_of
 
 from ._access import COOKIE_NAME, FailedLogins, client_of, same_origin, viewer_of
 from ._deps import settings_of, store_of
+from ._format import fmt_duration, fmt_time, namespace_hue, split_name, wrap_at_separators
 from ._mapsvg import render_map_svg
 from ._params import (
     MAX_ID_BYTES,
@@ -37,31 +37,6 @@ __all__ = ["namespace_hue", "pages_router", "templates", "tree_href"]
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 pages_router = APIRouter(include_in_schema=False)
-
-
-def namespace_hue(namespace: str) -> int:
-    """A stable color hue per namespace, so a namespace looks the same on every page."""
-    return sum(ord(char) * 31 for char in namespace) % 360
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """A duration for people: ``12 ms``, ``1.25 s``, ``3.4 min``."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def fmt_time(value: datetime | None) -> str:
-    """A UTC timestamp with milliseconds."""
-    if value is None:
-        return "-"
-    return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d} UTC"
 
 
 STATUS_ICONS = {
@@ -98,6 +73,8 @@ templates.env.globals.update(
     short_name=short_name,
     namespace_hue=namespace_hue,
     fmt_duration=fmt_duration,
+    split_name=split_name,
+    wrap_at_separators=wrap_at_separators,
     fmt_time=fmt_time,
     status_icons=STATUS_ICONS,
 )

@@ -17,6 +17,8 @@ from tracer.link import operation_token_json
 from tracer.query import SpanInfo, TreeNode, failure_origins
 from tracer.store import NodeDetail
 
+from ._format import fmt_duration, fmt_percent
+
 __all__ = [
     "Diagnosis",
     "TreeView",
@@ -36,18 +38,41 @@ class Check:
 
     question: str
     answer: str
-    verdict: str  # ok | problem | unknown
+    verdict: str  # ok | problem | unknown | link (only a place to look)
     href: str | None = None
+
+
+# A diagnosis's title and icon per kind of failure, in the words of the person on call.
+KIND_TITLES: dict[ErrorKind, tuple[str, str]] = {
+    ErrorKind.BUSINESS: ("Business failure", "⚑"),
+    ErrorKind.TIMEOUT: ("Timeout", "◷"),
+    ErrorKind.CANCELED: ("Canceled", "⊘"),
+    ErrorKind.NOT_FOUND: ("Not found", "∅"),
+    ErrorKind.UNAUTHORIZED: ("Unauthorized", "⊝"),
+    ErrorKind.INFRASTRUCTURE: ("Infrastructure failure", "⚠"),
+    ErrorKind.TERMINATED: ("Terminated", "■"),
+    ErrorKind.OPERATION_ERROR: ("Handler failure", "✕"),
+}
 
 
 @dataclass
 class Diagnosis:
     """What probably went wrong with a failed or timed-out cross-namespace call."""
 
-    title: str
+    kind: ErrorKind
     summary: str
     checks: list[Check]
     live: dict[str, str] | None = None  # what to ask Temporal (namespace, task_queue, ...)
+
+    @property
+    def title(self) -> str:
+        """The kind of failure, as a title."""
+        return KIND_TITLES[self.kind][0]
+
+    @property
+    def icon(self) -> str:
+        """The kind of failure, as one glyph."""
+        return KIND_TITLES[self.kind][1]
 
 
 @dataclass
@@ -75,6 +100,11 @@ class ViewNode:
     token: dict[str, Any] | None = None
     children: list[ViewNode] = field(default_factory=list)
 
+    @property
+    def bar_style(self) -> str:
+        """Where the bar lies on the time axis, as the row's one inline style."""
+        return f"--l:{fmt_percent(self.left_pct)};--w:{fmt_percent(self.width_pct)}"
+
 
 @dataclass
 class TreeView:
@@ -86,14 +116,12 @@ class TreeView:
     ticks: list[tuple[float, str]]
     errors: list[ViewNode]
     namespaces: list[str]
+    max_depth: int = 0
 
-
-def _fmt_seconds(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    return f"{seconds / 60:.1f} min"
+    def hue_class(self, namespace: str) -> str:
+        """The class that gives a namespace its color on this page (``h0``, ``h1``...):
+        one rule in the page's head instead of a style on every row."""
+        return f"h{self.namespaces.index(namespace)}"
 
 
 def _ticks(total: float) -> list[tuple[float, str]]:
@@ -101,9 +129,46 @@ def _ticks(total: float) -> list[tuple[float, str]]:
     step = next((s for s in steps if total / s <= 6), total / 5)
     ticks, value = [], 0.0
     while value <= total * 1.0001:
-        ticks.append((100 * value / total, _fmt_seconds(value) if value else "0"))
+        ticks.append((100 * value / total, fmt_duration(value) if value else "0"))
         value += step
     return ticks
+
+
+_FAILURE_SUMMARIES = {
+    ErrorKind.BUSINESS: (
+        "The handler answered no on purpose: a non-retryable application error raised by "
+        "the handler or one of its activities. Nothing is broken; the caller has to handle "
+        "this answer."
+    ),
+    ErrorKind.INFRASTRUCTURE: (
+        "Something broke on the handler side: a worker crash, a panic, a server error, or a "
+        "retryable error that ran out of attempts."
+    ),
+    ErrorKind.TERMINATED: "The handler was terminated: an operator or a reset ended it.",
+}
+
+
+def _failure_origin(handler: TreeNode | None) -> TreeNode | None:
+    """The deepest failed node under ``handler``, following the first failure each time."""
+    origin = handler
+    while origin is not None:
+        failing = [c for c in origin.children if c.status in ERROR_STATUSES]
+        if not failing:
+            break
+        origin = failing[0]
+    return origin
+
+
+def _history_check(href: str | None) -> Check:
+    """Where to read on: the handler's history (a link, not a finding)."""
+    return Check(
+        "Handler history",
+        "open the handler workflow's history in the Temporal Web UI"
+        if href
+        else "no Temporal Web UI URL configured (--temporal-ui-url)",
+        "link" if href else "unknown",
+        href,
+    )
 
 
 def diagnose(
@@ -120,7 +185,10 @@ def diagnose(
         endpoints: Known Nexus endpoints: name to (target namespace, target task queue).
         ui_link: Builds a Temporal Web UI link (namespace, workflow id, run id).
     """
-    kind = classify_error(node.status, (node.error or {}).get("type"))
+    recorded = node.details.get("error_kind")
+    kind = classify_error(
+        node.status, (node.error or {}).get("type"), str(recorded) if recorded else None
+    )
     if kind is None:
         return None
     handlers = [c for c in node.children if c.kind in (NodeKind.WORKFLOW, NodeKind.NEXUS_HANDLER)]
@@ -146,7 +214,6 @@ def diagnose(
     if handler is not None and handler.workflow_id and handler.run_id:
         handler_link = ui_link(handler.namespace, handler.workflow_id, handler.run_id)
     if kind == ErrorKind.NOT_FOUND:
-        title = "Operation not found"
         summary = "The endpoint or the operation does not exist where the call went."
         if node.kind == NodeKind.NEXUS_OPERATION:
             checks.append(
@@ -168,7 +235,6 @@ def diagnose(
                 )
             )
     elif kind == ErrorKind.UNAUTHORIZED:
-        title = "Unauthorized"
         summary = f"The handler refused the caller namespace {caller_ns!r}."
         checks.append(
             Check(
@@ -180,7 +246,6 @@ def diagnose(
             )
         )
     elif kind == ErrorKind.TIMEOUT:
-        title = "Timeout"
         summary = "The caller gave up before the handler answered."
         if handler is None:
             checks.append(
@@ -206,7 +271,7 @@ def diagnose(
             took = ""
             if handler.start_time and handler.end_time:
                 seconds = (handler.end_time - handler.start_time).total_seconds()
-                took = f" after {_fmt_seconds(seconds)}"
+                took = f" after {fmt_duration(seconds)}"
             checks.append(
                 Check(
                     "Is the handler workflow stuck?",
@@ -216,34 +281,24 @@ def diagnose(
                     handler_link,
                 )
             )
+    elif kind == ErrorKind.CANCELED:
+        summary = "The call was canceled: someone asked for it, nothing broke."
+        checks.append(_history_check(handler_link))
     else:
-        title = "Unexpected error"
-        summary = "The handler side failed; its history tells why."
-        origin = handler
-        while origin is not None:
-            failing = [c for c in origin.children if c.status in ERROR_STATUSES]
-            if not failing:
-                break
-            origin = failing[0]
+        summary = _FAILURE_SUMMARIES.get(kind, "The handler side failed; its history tells why.")
+        origin = _failure_origin(handler)
         if origin is not None and origin.error:
+            attempts = origin.details.get("attempt")
+            tried = f" (attempt {attempts})" if isinstance(attempts, int) and attempts > 1 else ""
             checks.append(
                 Check(
                     "Where did it fail?",
-                    f"{origin.kind.replace('_', ' ')} {origin.name} in {origin.namespace}: "
-                    f"{origin.error.get('type')}: {origin.error.get('message')}",
+                    f"{origin.kind.replace('_', ' ')} {origin.name} in {origin.namespace}"
+                    f"{tried}: {origin.error.get('type')}: {origin.error.get('message')}",
                     "problem",
                 )
             )
-        checks.append(
-            Check(
-                "Handler history",
-                "open the handler workflow's history in the Temporal Web UI"
-                if handler_link
-                else "no Temporal Web UI URL configured (--temporal-ui-url)",
-                "unknown",
-                handler_link,
-            )
-        )
+        checks.append(_history_check(handler_link))
     if live is not None:
         checks.append(
             Check(
@@ -252,7 +307,7 @@ def diagnose(
                 "unknown",
             )
         )
-    return Diagnosis(title, summary, checks, live)
+    return Diagnosis(kind, summary, checks, live)
 
 
 def build_view(
@@ -319,7 +374,8 @@ def build_view(
 
     root_view = visit(root, None, 0)
     namespaces = sorted({n.namespace for n in nodes})
-    return TreeView(root_view, ordered, total, _ticks(total), errors, namespaces)
+    depth = max(view.depth for view in ordered)
+    return TreeView(root_view, ordered, total, _ticks(total), errors, namespaces, depth)
 
 
 def detail_view(

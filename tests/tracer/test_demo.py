@@ -154,7 +154,8 @@ def test_demo_serves_the_order_trees_and_ctrl_c_stops_everything(tmp_path: Path)
         assert "span_id" in handler["details"], handler
         page = httpx.get(order_urls["ok"][1], timeout=10)
         assert page.status_code == 200
-        assert "ProcessPaymentWorkflow" in page.text and 'data-namespace="payments"' in page.text
+        assert "ProcessPaymentWorkflow" in page.text
+        assert '<span class="ns">payments</span>' in page.text
         ui = f"http://127.0.0.1:{ports['temporal-ui-port']}"
         _check_temporal_ui_links(ui, output, [url for _, url in order_urls.values()], page.text)
     finally:

@@ -4,6 +4,7 @@ what an on-call engineer sees and clicks."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -154,9 +155,17 @@ async def test_error_path_of_the_declined_order(
     # The failed cross-namespace call carries a diagnosis that points at the handler.
     await row(page, "nexus_operation", "process_payment").click()
     diagnosis = panel.locator(".diagnosis")
-    await expect(diagnosis.locator("h3")).to_have_text("Diagnosis: Unexpected error")
-    await expect(diagnosis).to_contain_text("activity charge_card in payments")
-    await expect(diagnosis.get_by_role("link", name=re.compile("history"))).to_have_attribute(
+    # A declined card is an answer the handler gave on purpose, not a breakage.
+    await expect(diagnosis.locator("h3")).to_have_text("⚑ Diagnosis: Business failure")
+    await expect(diagnosis).to_contain_text("non-retryable application error")
+    await expect(diagnosis).to_contain_text(
+        "activity charge_card in payments: CardDeclined: card 0000-0000 was declined"
+    )
+    await expect(panel.locator("dl.facts")).to_contain_text("business")
+    # The handler's history is a place to look, marked as a link, not as an unknown.
+    history = diagnosis.locator("li.check", has_text="Handler history")
+    await expect(history).to_have_class(re.compile(r"\bverdict-link\b"))
+    await expect(history.get_by_role("link", name=re.compile("history"))).to_have_attribute(
         "href", re.compile(re.escape(f"{TEMPORAL_UI}/namespaces/payments/workflows/payment-"))
     )
     # Temporal answers live: the payments worker polls its task queue.
@@ -171,7 +180,7 @@ async def test_timeout_diagnosis(page: Page, ui: UiServer, linked_sample: Linked
     await expect(call.locator(".sicon")).to_have_attribute("title", "timed out")
     await call.click()
     diagnosis = page.locator("#detail .diagnosis")
-    await expect(diagnosis.locator("h3")).to_have_text("Diagnosis: Timeout")
+    await expect(diagnosis.locator("h3")).to_have_text("◷ Diagnosis: Timeout")
     await expect(diagnosis).to_contain_text("Is the handler workflow stuck?")
     await expect(diagnosis.locator(".live-check")).to_contain_text("poller")
 
@@ -367,6 +376,10 @@ async def test_span_attributes_in_node_detail(
         return [{"key": k, "value": {"stringValue": v}} for k, v in values.items()]
 
     now = 1_800_000_000_000_000_000
+    # The caller's start span opens while its workflow task runs, a moment before the
+    # server records the call, and carries no request id.
+    called = datetime.fromisoformat(quote["start_time"].replace("Z", "+00:00"))
+    called_ns = int(called.timestamp() * 1e9) - 4_000_000
     body = {
         "resourceSpans": [
             {
@@ -386,6 +399,20 @@ async def test_span_attributes_in_node_detail(
                                         "temporal.workflow_id": payment["workflow_id"],
                                         "temporal.run_id": payment["run_id"],
                                         "temporal.caller.namespace": "orders",
+                                    }
+                                ),
+                            },
+                            {
+                                "traceId": "ab" * 16,
+                                "spanId": "03" * 8,
+                                "name": "StartNexusOperation:PaymentsService/get_quote",
+                                "startTimeUnixNano": str(called_ns),
+                                "endTimeUnixNano": str(called_ns + 2_000_000),
+                                "attributes": attrs(
+                                    **{
+                                        "temporal.namespace": "orders",
+                                        "temporal.workflow_id": order,
+                                        "temporal.run_id": tree["run_id"],
                                     }
                                 ),
                             },
@@ -423,6 +450,13 @@ async def test_span_attributes_in_node_detail(
     await expect(spans.locator("table.attrs")).to_contain_text(payment["run_id"])
     await page.locator(".node[data-kind='nexus_handler'] > .row").first.click()
     await expect(spans.locator("summary")).to_contain_text("RunStartNexusOperationHandler")
+    # The caller's start span belongs to the Nexus call it started, not to the caller.
+    start_span = "StartNexusOperation:PaymentsService/get_quote"
+    await row(page, "nexus_operation", "get_quote").click()
+    await expect(spans.locator("summary")).to_contain_text([start_span])
+    await page.locator("#n0 > .row").click()
+    await expect(page.locator("#detail h2")).to_have_text("OrderWorkflow")
+    await expect(spans).not_to_contain_text(start_span)
     await page.screenshot(path=shots / "tree-spans.png", full_page=True)
 
 

@@ -110,6 +110,8 @@ class WorkflowRun(RunIdentity, Base):
     close_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     error_type: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # tracer.domain.ErrorKind, read from the whole failure (NULL: stored before it was).
+    error_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # Set for same-namespace children, from WorkflowExecutionStarted.parent_workflow_execution.
     parent_namespace: Mapped[str | None] = mapped_column(String(255), nullable=True)
     parent_workflow_id: Mapped[str | None] = mapped_column(String(1000), nullable=True)
@@ -144,6 +146,8 @@ class Call(Base):
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     error_type: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # tracer.domain.ErrorKind, read from the whole failure (NULL: stored before it was).
+    error_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     activity_id: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     endpoint: Mapped[str | None] = mapped_column(String(255), nullable=True)

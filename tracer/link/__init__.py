@@ -4,6 +4,7 @@ from ._connections import Connections, load_connect_configs
 from ._history import (
     decode_operation_token,
     describe_failure,
+    failure_kind,
     failure_type,
     operation_token_json,
     parse_history,
@@ -28,6 +29,7 @@ __all__ = [
     "StandaloneOperations",
     "decode_operation_token",
     "describe_failure",
+    "failure_kind",
     "failure_type",
     "load_connect_configs",
     "nexus_pending",

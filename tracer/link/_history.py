@@ -16,17 +16,18 @@ from typing import Any
 
 from temporalio.api.common.v1 import Link as LinkProto
 from temporalio.api.common.v1 import Payload
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, RetryState, TimeoutType
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 
 from interceptors import CALLER_HEADER, decode_caller_header
-from tracer.domain import LinkKind, LinkSource, NodeKind, Status
+from tracer.domain import ErrorKind, LinkKind, LinkSource, NodeKind, Status, classify_error
 from tracer.store import CallFacts, LinkFacts, RunFacts
 
 __all__ = [
     "decode_operation_token",
     "describe_failure",
+    "failure_kind",
     "failure_type",
     "operation_token_json",
     "parse_history",
@@ -160,11 +161,7 @@ def describe_failure(failure: Failure) -> tuple[str, str]:
     card, not "nexus operation completed unsuccessfully"); otherwise the innermost
     failure of a known kind (handler error, timeout, cancel...) is used.
     """
-    chain: list[Failure] = []
-    current: Failure | None = failure
-    while current is not None and len(chain) < 32:
-        chain.append(current)
-        current = current.cause if current.HasField("cause") else None
+    chain = _chain(failure)
     for item in reversed(chain):
         if item.HasField("application_failure_info"):
             return failure_type(item), item.message
@@ -173,6 +170,75 @@ def describe_failure(failure: Failure) -> tuple[str, str]:
         if kind != "Error":
             return kind, item.message
     return "Error", failure.message
+
+
+# Retry states that mean a retryable failure ran out of attempts (or of time to retry).
+_RAN_OUT = {
+    RetryState.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED,
+    RetryState.RETRY_STATE_TIMEOUT,
+    RetryState.RETRY_STATE_INTERNAL_SERVER_ERROR,
+}
+
+
+def _chain(failure: Failure) -> list[Failure]:
+    chain: list[Failure] = []
+    current: Failure | None = failure
+    while current is not None and len(chain) < 32:
+        chain.append(current)
+        current = current.cause if current.HasField("cause") else None
+    return chain
+
+
+def failure_kind(failure: Failure, retry_state: int = 0) -> ErrorKind:
+    """What kind of failure a person would call this (see :class:`ErrorKind`).
+
+    A non-retryable application error anywhere in the cause chain (the handler or one of
+    its activities said no on purpose) is a business failure; a timeout is a timeout,
+    unless it is a heartbeat timeout (the worker died); an application error that was
+    retried until its attempts ran out, a panic, or a server error is infrastructure.
+
+    Args:
+        failure: The failure a close event recorded.
+        retry_state: The ``retry_state`` of that event, when it has one.
+    """
+    chain = _chain(failure)
+    states = {retry_state}
+    for item in chain:
+        if item.HasField("activity_failure_info"):
+            states.add(item.activity_failure_info.retry_state)
+        if item.HasField("child_workflow_execution_failure_info"):
+            states.add(item.child_workflow_execution_failure_info.retry_state)
+    applications = [i for i in chain if i.HasField("application_failure_info")]
+    if any(i.application_failure_info.type == "PanicError" for i in applications):
+        return ErrorKind.INFRASTRUCTURE
+    if any(i.application_failure_info.non_retryable for i in applications) or (
+        applications and RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE in states
+    ):
+        return ErrorKind.BUSINESS
+    for item in chain:
+        if item.HasField("timeout_failure_info"):
+            heartbeat = item.timeout_failure_info.timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
+            return ErrorKind.INFRASTRUCTURE if heartbeat else ErrorKind.TIMEOUT
+    for item in reversed(chain):
+        if item.HasField("nexus_handler_failure_info"):
+            kind = classify_error(
+                Status.FAILED, f"HandlerError.{item.nexus_handler_failure_info.type}"
+            )
+            if kind in (ErrorKind.NOT_FOUND, ErrorKind.UNAUTHORIZED, ErrorKind.TIMEOUT):
+                return kind
+            if not applications:
+                return ErrorKind.INFRASTRUCTURE
+        if item.HasField("canceled_failure_info"):
+            return ErrorKind.CANCELED
+        if item.HasField("terminated_failure_info"):
+            return ErrorKind.TERMINATED
+        if item.HasField("server_failure_info"):
+            return ErrorKind.INFRASTRUCTURE
+    if applications:
+        # Retried until its attempts ran out: something kept breaking. Raised once by a
+        # workflow (workflows do not retry): its decision.
+        return ErrorKind.INFRASTRUCTURE if states & _RAN_OUT else ErrorKind.BUSINESS
+    return ErrorKind.OPERATION_ERROR
 
 
 # The ``t`` of a token that names the workflow run an operation started.
@@ -389,13 +455,16 @@ def _on_workflow_closed(state: _ParseState, event: HistoryEvent) -> None:
     run.status = _WORKFLOW_CLOSE[event.event_type]
     run.close_time = _time(event)
     if event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-        failure = event.workflow_execution_failed_event_attributes.failure
-        run.error_type, run.error_message = describe_failure(failure)
+        attrs = event.workflow_execution_failed_event_attributes
+        run.error_type, run.error_message = describe_failure(attrs.failure)
+        run.error_kind = failure_kind(attrs.failure, attrs.retry_state)
     elif event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
         run.error_type, run.error_message = "TimeoutError", "workflow execution timed out"
+        run.error_kind = ErrorKind.TIMEOUT
     elif event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
         reason = event.workflow_execution_terminated_event_attributes.reason
         run.error_type, run.error_message = "TerminatedError", reason or Status.TERMINATED
+        run.error_kind = ErrorKind.TERMINATED
 
 
 def _on_activity(state: _ParseState, event: HistoryEvent) -> None:
@@ -504,14 +573,18 @@ def _on_call_closed(state: _ParseState, event: HistoryEvent) -> None:
         return
     call.status = status
     call.end_time = _time(event)
+    call.error_kind = None
     if status == Status.COMPLETED:
         call.error_type = call.error_message = None
     elif attrs.HasField("failure") if hasattr(attrs, "failure") else False:
         call.error_type, call.error_message = describe_failure(attrs.failure)
+        call.error_kind = failure_kind(attrs.failure, getattr(attrs, "retry_state", 0))
     elif status == Status.TIMED_OUT:
         call.error_type, call.error_message = "TimeoutError", "timed out"
+        call.error_kind = ErrorKind.TIMEOUT
     elif status == Status.CANCELED:
         call.error_type, call.error_message = "CanceledError", Status.CANCELED
+        call.error_kind = ErrorKind.CANCELED
     else:
         call.error_type, call.error_message = "Error", status
 

@@ -265,6 +265,8 @@ class TreeBuilder:
         )
         node.error = _error(run.error_type, run.error_message)
         node.details = {"task_queue": run.task_queue, "history_length": run.history_length}
+        if run.error_kind:
+            node.details["error_kind"] = run.error_kind
         return node
 
     def _operation_node(self, run: WorkflowRun, link: Placement, verified: bool) -> TreeNode:
@@ -290,6 +292,8 @@ class TreeBuilder:
                 details[attr] = value
         if call.operation_token:
             details["operation_token"] = call.operation_token
+        if call.error_kind:
+            details["error_kind"] = call.error_kind
         return TreeNode(
             kind=call.kind,
             namespace=run.namespace,

@@ -22,6 +22,8 @@ class CallFacts:
     end_time: datetime | None = None
     error_type: str | None = None
     error_message: str | None = None
+    # What kind of failure it was, read from the whole failure (tracer.domain.ErrorKind).
+    error_kind: str | None = None
     attempt: int = 1
     activity_id: str | None = None
     endpoint: str | None = None
@@ -69,6 +71,7 @@ class RunFacts:
     close_time: datetime | None = None
     error_type: str | None = None
     error_message: str | None = None
+    error_kind: str | None = None
     parent_namespace: str | None = None
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None

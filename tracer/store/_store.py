@@ -642,6 +642,7 @@ def _run_values(facts: RunFacts, now: datetime) -> dict[str, Any]:
         "close_time": facts.close_time,
         "error_type": facts.error_type,
         "error_message": facts.error_message,
+        "error_kind": facts.error_kind,
         "parent_namespace": facts.parent_namespace,
         "parent_workflow_id": facts.parent_workflow_id,
         "parent_run_id": facts.parent_run_id,

@@ -8,6 +8,33 @@
   let selected = null;
   let loading = 0; // the latest detail request: an older answer arriving late is dropped
 
+  // The server sends each row as classes only (st-<status>, h<namespace>, d<depth>), so a
+  // 1,000-node page stays small: the attributes that say the same for people and for
+  // assistive technology are set here, once.
+  const namespaces = JSON.parse(tree.dataset.namespaces || "[]");
+  function decorate(node, first) {
+    const classes = node.className;
+    const status = (classes.match(/\bst-(\w+)/) || [])[1] || "";
+    const hue = classes.match(/\bh(\d+)\b/);
+    const depth = Number((classes.match(/\bd(\d+)\b/) || [0, 0])[1]);
+    node.dataset.status = status;
+    if (hue) node.dataset.namespace = namespaces[Number(hue[1])];
+    node.setAttribute("role", "treeitem");
+    node.setAttribute("aria-level", String(depth + 1));
+    const row = node.querySelector(":scope > .row");
+    row.tabIndex = first ? 0 : -1;
+    const icon = row.querySelector(".sicon");
+    icon.title = status.replace("_", " ");
+    icon.setAttribute("aria-label", icon.title);
+    const link = row.querySelector("a.temporal-ui");
+    if (link) {
+      link.title = "this run's history in the Temporal Web UI";
+      const wid = row.querySelector(".wid");
+      link.setAttribute("aria-label", "Temporal Web UI history of " + (wid ? wid.textContent : "this run"));
+    }
+    if (node.querySelector(":scope > .children")) setExpanded(node, !node.classList.contains("collapsed"));
+  }
+
   function setExpanded(node, open) {
     if (!node.querySelector(":scope > .children")) return;
     node.classList.toggle("collapsed", !open);
@@ -97,6 +124,58 @@
     if (scroll) row.scrollIntoView({ block: "center" });
     if (location.hash !== "#" + node.id) history.replaceState(null, "", "#" + node.id);
   }
+
+  tree.querySelectorAll(".node").forEach((node, i) => decorate(node, i === 0));
+
+  // A shortened name or id shows in full on hover.
+  tree.addEventListener("mouseover", (event) => {
+    const text = event.target.closest(".name, .wid");
+    if (text && !text.title) text.title = text.textContent;
+  });
+
+  // The name column is resizable (drag or arrow keys); the width is remembered.
+  const handle = tree.querySelector(".axis .resize");
+  const WIDTH_KEY = "temporal-tracer.label-width";
+  function setLabelWidth(px) {
+    const total = tree.clientWidth;
+    const width = Math.round(Math.min(Math.max(px, 220), total - 160));
+    tree.style.setProperty("--label-w", width + "px");
+    handle.setAttribute("aria-valuenow", String(width));
+    return width;
+  }
+  function labelWidth() {
+    return tree.querySelector(".axis .label").getBoundingClientRect().width;
+  }
+  // Below this width the rows drop their kind words, so names and badges keep their room.
+  const COMPACT_BELOW = 600;
+  new ResizeObserver((entries) => {
+    tree.classList.toggle("compact", entries[0].contentRect.width < COMPACT_BELOW);
+  }).observe(tree.querySelector(".axis .label"));
+  const saved = Number(localStorage.getItem(WIDTH_KEY));
+  if (saved) setLabelWidth(saved);
+  handle.addEventListener("pointerdown", (event) => {
+    event.preventDefault();
+    handle.setPointerCapture(event.pointerId);
+    tree.classList.add("resizing");
+    const left = tree.getBoundingClientRect().left;
+    const move = (e) => setLabelWidth(e.clientX - left);
+    const stop = () => {
+      handle.removeEventListener("pointermove", move);
+      tree.classList.remove("resizing");
+      localStorage.setItem(WIDTH_KEY, String(Math.round(labelWidth())));
+    };
+    handle.addEventListener("pointermove", move);
+    handle.addEventListener("pointerup", stop, { once: true });
+    handle.addEventListener("pointercancel", stop, { once: true });
+  });
+  handle.addEventListener("keydown", (event) => {
+    const step = event.key === "ArrowLeft" ? -24 : event.key === "ArrowRight" ? 24 : 0;
+    if (!step) return;
+    event.preventDefault();
+    event.stopPropagation();
+    localStorage.setItem(WIDTH_KEY, String(setLabelWidth(labelWidth() + step)));
+  });
+  handle.addEventListener("click", (event) => event.stopPropagation());
 
   tree.addEventListener("click", (event) => {
     const toggle = event.target.closest(".toggle");

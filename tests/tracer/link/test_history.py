@@ -6,16 +6,18 @@ against the other side's history, which recorded it independently.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, RetryState, TimeoutType
+from temporalio.api.failure.v1 import ApplicationFailureInfo, Failure
 from temporalio.api.history.v1 import HistoryEvent
 
 from interceptors import CALLER_HEADER, LINK_KEY_ENV, CallerInfo, encode_caller_header
 from tests.fixtures.recorded import LINK_KEY, Recorded, fixture_names, load_history, strip_links
-from tracer.domain import STARTING_LINKS, LinkKind, LinkSource, NodeKind, Status
-from tracer.link import decode_operation_token, operation_token_json
+from tracer.domain import STARTING_LINKS, ErrorKind, LinkKind, LinkSource, NodeKind, Status
+from tracer.link import decode_operation_token, failure_kind, operation_token_json
 from tracer.store import CallFacts, LinkFacts, RunFacts
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$")
@@ -226,6 +228,69 @@ def test_failed_operation_names_the_handlers_error() -> None:
     assert (caller.status, caller.error_type, caller.error_message) == (Status.FAILED, *declined)
     assert_links_to(only(caller.links, source=LinkSource.CALLER_HISTORY), caller, handler)
     assert_links_to(only(run.links, source=LinkSource.HANDLER_HISTORY), caller, handler)
+
+
+def test_failure_kinds_of_a_declined_card_and_a_timeout() -> None:
+    """A card the handler declined on purpose is a business failure on every node that
+    carries it; a call the caller stopped waiting for is a timeout."""
+    _, caller = parsed("nexus_failed_caller")
+    _, run = parsed("nexus_failed_handler")
+    assert run.error_kind == ErrorKind.BUSINESS
+    assert nexus_call(caller).error_kind == ErrorKind.BUSINESS
+    _, slow = parsed("nexus_timeout_caller")
+    assert nexus_call(slow).error_kind == ErrorKind.TIMEOUT
+
+
+def _failure(*layers: Failure) -> Failure:
+    """``layers[0]`` caused by ``layers[1]``, caused by ``layers[2]``..."""
+    for outer, inner in itertools.pairwise(reversed(layers)):
+        inner.cause.CopyFrom(outer)
+    return layers[0]
+
+
+def _app(kind: str, non_retryable: bool = False) -> Failure:
+    info = ApplicationFailureInfo(type=kind, non_retryable=non_retryable)
+    return Failure(message=kind, application_failure_info=info)
+
+
+def _activity(state: RetryState.ValueType) -> Failure:
+    return Failure(message="activity failed", activity_failure_info={"retry_state": state})
+
+
+RAN_OUT = RetryState.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED
+REFUSED = RetryState.RETRY_STATE_NON_RETRYABLE_FAILURE
+
+
+@pytest.mark.parametrize(
+    ("failure", "retry_state", "kind"),
+    [
+        (_app("CardDeclined", non_retryable=True), 0, ErrorKind.BUSINESS),
+        # A type the retry policy lists as non-retryable.
+        (_failure(_activity(REFUSED), _app("OutOfStock")), 0, ErrorKind.BUSINESS),
+        (_failure(_activity(RAN_OUT), _app("ConnectionError")), 0, ErrorKind.INFRASTRUCTURE),
+        (_app("ConnectionError"), RAN_OUT, ErrorKind.INFRASTRUCTURE),
+        (_app("PanicError"), 0, ErrorKind.INFRASTRUCTURE),
+        # Raised by a workflow, which does not retry: its own decision.
+        (_app("PaymentFailed"), 0, ErrorKind.BUSINESS),
+        (
+            Failure(timeout_failure_info={"timeout_type": TimeoutType.TIMEOUT_TYPE_HEARTBEAT}),
+            0,
+            ErrorKind.INFRASTRUCTURE,
+        ),
+        (
+            Failure(timeout_failure_info={"timeout_type": TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE}),
+            0,
+            ErrorKind.TIMEOUT,
+        ),
+        (Failure(nexus_handler_failure_info={"type": "NOT_FOUND"}), 0, ErrorKind.NOT_FOUND),
+        (Failure(nexus_handler_failure_info={"type": "UNAUTHORIZED"}), 0, ErrorKind.UNAUTHORIZED),
+        (Failure(nexus_handler_failure_info={"type": "INTERNAL"}), 0, ErrorKind.INFRASTRUCTURE),
+        (Failure(canceled_failure_info={}), 0, ErrorKind.CANCELED),
+        (Failure(server_failure_info={}), 0, ErrorKind.INFRASTRUCTURE),
+    ],
+)
+def test_failure_kinds(failure: Failure, retry_state: int, kind: ErrorKind) -> None:
+    assert failure_kind(failure, retry_state) == kind
 
 
 def test_timed_out_operation() -> None:
