@@ -94,6 +94,7 @@ def collector(db_url: str, temporal_address: str, workdir: Path) -> Iterator[Col
         "TEMPORAL_TRACER_DB": db_url,
         "TEMPORAL_TRACER_PORT": str(port),
         "TEMPORAL_TRACER_OTLP_PORT": str(otlp_port),
+        "TEMPORAL_TRACER_OTLP_GRPC_PORT": "0",
         "TEMPORAL_TRACER_POLL_INTERVAL": "0.3",
         "TEMPORAL_TRACER_OTLP_TOKEN": TOKEN,
     }

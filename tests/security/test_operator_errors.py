@@ -51,7 +51,7 @@ def _closed_port() -> int:
     ],
 )
 def test_wrong_scheme_says_which_one_to_use(command: list[str], url: str, says: str) -> None:
-    flags = ["--port", str(free_port()), "--otlp-port", str(free_port())]
+    flags = ["--port", str(free_port()), "--otlp-port", str(free_port()), "--otlp-grpc-port", "0"]
     line = one_line(run(*command, "--db", url, *(flags if command[0] == "serve" else [])))
     assert line.startswith("temporal-tracer: --db ")
     assert says in line

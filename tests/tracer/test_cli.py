@@ -87,6 +87,7 @@ def serve_process(
         "TEMPORAL_TRACER_DB": f"sqlite:///{tmp_path / 'serve.db'}",
         "TEMPORAL_TRACER_PORT": str(port),
         "TEMPORAL_TRACER_OTLP_PORT": str(free_port()),
+        "TEMPORAL_TRACER_OTLP_GRPC_PORT": "0",
     }
     process = subprocess.Popen(
         [*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
