@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Temporal dev server, databases, the sample fleet.
+"""Shared fixtures: a real Temporal dev server, databases, the sample fleet, a browser.
 
 Under ``TRACER_REQUIRE_ALL=1`` (set by CI) a fixture whose real dependency is missing
 fails the test instead of skipping it.
@@ -21,6 +21,7 @@ import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
+from playwright.async_api import Browser, Page, async_playwright
 from sqlalchemy import create_engine, text
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import create_tracer_provider
@@ -39,6 +40,15 @@ from tracer.demo.fleet import (
 from tracer.demo.model import ENDPOINTS, NAMESPACES, ORDERS_NAMESPACE, Order
 from tracer.devserver import DevServer, find_temporal_cli, free_port
 from tracer.store import Store
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 REQUIRE_ALL = os.environ.get("TRACER_REQUIRE_ALL") == "1"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -308,3 +318,31 @@ def module_store(module_db_url: str) -> Iterator[Store]:
         yield Store(engine)
     finally:
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless."""
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(f"{CHROMIUM} is not installed (Debian package chromium)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh page (own cookies) that fails the test on any JavaScript error."""
+    context = await browser.new_context(viewport={"width": 1440, "height": 900})
+    new_page = await context.new_page()
+    errors: list[str] = []
+    new_page.on("pageerror", lambda err: errors.append(str(err)))
+    new_page.set_default_timeout(10_000)
+    try:
+        yield new_page
+    finally:
+        await context.close()
+    assert not errors, f"JavaScript errors: {errors}"

@@ -63,16 +63,17 @@ class Diagnosis:
     summary: str
     checks: list[Check]
     live: dict[str, str] | None = None  # what to ask Temporal (namespace, task_queue, ...)
+    waiting: bool = False  # a call still running: why it is not done yet
 
     @property
     def title(self) -> str:
         """The kind of failure, as a title."""
-        return KIND_TITLES[self.kind][0]
+        return "Still waiting" if self.waiting else KIND_TITLES[self.kind][0]
 
     @property
     def icon(self) -> str:
         """The kind of failure, as one glyph."""
-        return KIND_TITLES[self.kind][1]
+        return "⧗" if self.waiting else KIND_TITLES[self.kind][1]
 
 
 @dataclass
@@ -99,6 +100,32 @@ class ViewNode:
     diagnosis: Diagnosis | None = None
     token: dict[str, Any] | None = None
     children: list[ViewNode] = field(default_factory=list)
+
+    @property
+    def waiting_badge(self) -> str | None:
+        """Why a running call is not done yet, in two words: no worker, or retrying with
+        its attempt."""
+        pending = self.node.pending
+        if not pending or self.node.status != Status.RUNNING:
+            return None
+        if pending.get("task_queue_pollers") == 0:
+            return "no worker"
+        attempt = int(pending.get("attempt") or 1)
+        if attempt > 1:
+            return f"retrying \u00d7{attempt}"
+        if pending.get("state") == "blocked":
+            return "blocked"
+        return None
+
+    @property
+    def waiting_reason(self) -> str | None:
+        """A running call's last failure, as its innermost cause says it."""
+        if self.node.status != Status.RUNNING:
+            return None
+        chain = failure_chain((self.node.pending or {}).get("last_failure"))
+        if not chain:
+            return None
+        return f"{chain[-1].get('type')}: {chain[-1].get('message')}"
 
     @property
     def bar_style(self) -> str:
@@ -148,6 +175,91 @@ _FAILURE_SUMMARIES = {
 }
 
 
+def failure_chain(failure: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A ``pending`` last failure and its causes, outermost first."""
+    chain: list[dict[str, Any]] = []
+    while isinstance(failure, dict) and len(chain) < 16:
+        chain.append(failure)
+        failure = failure.get("cause")
+    return chain
+
+
+def _waiting(
+    node: TreeNode, endpoints: dict[str, tuple[str, str]], live: dict[str, str] | None
+) -> Diagnosis | None:
+    """What a running call waits on: pollers on the target task queue, its last attempt,
+    and for a handler workflow, the pending calls it is stuck on."""
+    pending = node.pending or {}
+    handlers = [c for c in node.children if c.kind in (NodeKind.WORKFLOW, NodeKind.NEXUS_HANDLER)]
+    stuck = [
+        below
+        for handler in handlers
+        for below in handler.walk()[1:]
+        if below.status == Status.RUNNING
+        and failure_chain((below.pending or {}).get("last_failure"))
+    ]
+    if not pending and not stuck:
+        return None
+    checks: list[Check] = []
+    target_ns, target_tq = endpoints.get(str(node.details.get("endpoint") or ""), ("", ""))
+    pollers = pending.get("task_queue_pollers")
+    if pollers is not None:
+        live = None  # already asked when the pending state was read
+        checks.append(
+            Check(
+                f"Does task queue {target_tq!r} in {target_ns!r} have pollers?",
+                "no: no worker polls it, so nothing takes the operation"
+                if pollers == 0
+                else f"yes: {pollers} worker{'s' if pollers != 1 else ''}",
+                "problem" if pollers == 0 else "ok",
+            )
+        )
+    chain = failure_chain(pending.get("last_failure"))
+    if chain:
+        said = " ← ".join(f"{f.get('type')}: {f.get('message')}" for f in chain)
+        checks.append(
+            Check(
+                f"Why did attempt {pending.get('attempt')} fail?",
+                said,
+                "problem",
+            )
+        )
+    if pending.get("next_attempt_time"):
+        checks.append(
+            Check("When is the next attempt?", str(pending["next_attempt_time"]), "unknown")
+        )
+    for below in stuck:
+        last = failure_chain((below.pending or {}).get("last_failure"))[-1]
+        attempt = (below.pending or {}).get("attempt")
+        checks.append(
+            Check(
+                "Is the handler workflow stuck?",
+                f"yes: {below.kind.replace('_', ' ')} {below.name} in {below.namespace}, "
+                f"attempt {attempt}: {last.get('type')}: {last.get('message')}",
+                "problem",
+            )
+        )
+    if live is not None:
+        checks.append(
+            Check(
+                f"Does task queue {live['task_queue']!r} in {live['namespace']!r} have pollers?",
+                "asking Temporal…",
+                "unknown",
+            )
+        )
+    state = str(pending.get("state") or "waiting").replace("_", " ")
+    summary = f"The call is still running ({state})."
+    if pollers == 0:
+        summary = f"No worker polls {target_tq!r} in {target_ns!r}: the call waits for one."
+    elif chain:
+        summary = (
+            f"The handler keeps failing; Temporal retries it (attempt {pending.get('attempt')})."
+        )
+    elif stuck:
+        summary = "The handler workflow runs, but a call inside it keeps failing."
+    return Diagnosis(ErrorKind.OPERATION_ERROR, summary, checks, live, waiting=True)
+
+
 def _failure_origin(handler: TreeNode | None) -> TreeNode | None:
     """The deepest failed node under ``handler``, following the first failure each time."""
     origin = handler
@@ -185,6 +297,12 @@ def diagnose(
         endpoints: Known Nexus endpoints: name to (target namespace, target task queue).
         ui_link: Builds a Temporal Web UI link (namespace, workflow id, run id).
     """
+    if node.status == Status.RUNNING:
+        endpoint = str(node.details.get("endpoint") or "")
+        target = endpoints.get(endpoint)
+        return _waiting(
+            node, endpoints, {"namespace": target[0], "task_queue": target[1]} if target else None
+        )
     recorded = node.details.get("error_kind")
     kind = classify_error(
         node.status, (node.error or {}).get("type"), str(recorded) if recorded else None

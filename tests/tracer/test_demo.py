@@ -19,8 +19,7 @@ import httpx
 from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import func, select
 
-from tests.conftest import skip_or_fail
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, skip_or_fail
 from tracer.collector import ServeSettings, run_collector
 from tracer.db import Span
 from tracer.demo.model import NAMESPACES

@@ -14,10 +14,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import Page, expect
 from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
 from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
 from temporalio.client import Client
@@ -106,7 +108,9 @@ def _chain(failure: dict[str, Any] | None) -> list[str]:
     return messages
 
 
-async def test_hanging_calls_say_why(env: Env, store: Store) -> None:
+async def test_hanging_calls_say_why(
+    env: Env, store: Store, page: Page, artifacts_dir: Path
+) -> None:
     ids = {case: unique(f"settle-{case}") for case in ("failing", "stuck", "nobody")}
     handles = [
         await env.orders.start_workflow(
@@ -142,6 +146,15 @@ async def test_hanging_calls_say_why(env: Env, store: Store) -> None:
                         params={"namespace": "payments", "task_queue": env.unserved_queue},
                     )
                 ).json()["pollers"]
+                # On the page, without a click: the badge and the reason under the row.
+                await page.goto(f"{url}/workflows/orders/{ids['failing']}")
+                row = page.locator(".node[data-kind='nexus_operation']").first
+                await expect(row.locator(".badge.waiting").first).to_contain_text("retrying")
+                await expect(row.locator(".wait-line").first).to_contain_text(LEDGER_DOWN)
+                await page.locator("main").screenshot(path=str(artifacts_dir / "pending.png"))
+                await page.goto(f"{url}/workflows/orders/{ids['nobody']}")
+                lonely_row = page.locator(".node[data-kind='nexus_operation']").first
+                await expect(lonely_row.locator(".badge.waiting").first).to_have_text("no worker")
     finally:
         for handle in handles:
             await handle.terminate("test over")

@@ -1,10 +1,9 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright, and UI servers over the
-linked sample's store (open, token-protected) and over a store holding hostile names."""
+"""UI servers over the linked sample's store (open, token-protected) and over a store
+holding hostile names. The browser fixtures are shared, in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.async_api import Browser, Page, async_playwright
 
-from tests.conftest import LinkedSample, skip_or_fail
+from tests.conftest import LinkedSample
 from tracer.db import Span, create_db_engine, upgrade_database
 from tracer.demo.model import NAMESPACES
 from tracer.devserver import DevServer, free_port
@@ -22,14 +20,6 @@ from tracer.link import Connections, load_connect_configs
 from tracer.store import CallFacts, RunFacts, Store
 from web import WebSettings, create_app
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TEMPORAL_UI = "http://temporal-ui.example:8233"
 PAYMENTS_TOKEN = "payments-oncall-token"
 ADMIN_TOKEN = "admin-token"
@@ -55,34 +45,6 @@ async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[N
         await asyncio.sleep(0.02)
     assert server.started, "UI server did not start"
     return server, task
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless."""
-    if not os.path.exists(CHROMIUM):
-        skip_or_fail(f"{CHROMIUM} is not installed (Debian package chromium)")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A fresh page (own cookies) that fails the test on any JavaScript error."""
-    context = await browser.new_context(viewport={"width": 1440, "height": 900})
-    new_page = await context.new_page()
-    errors: list[str] = []
-    new_page.on("pageerror", lambda err: errors.append(str(err)))
-    new_page.set_default_timeout(10_000)
-    try:
-        yield new_page
-    finally:
-        await context.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 @pytest.fixture(scope="session")

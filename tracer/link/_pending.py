@@ -11,15 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.api.enums.v1 import PendingNexusOperationState, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    DescribeTaskQueueRequest,
+    DescribeWorkflowExecutionRequest,
+    DescribeWorkflowExecutionResponse,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from tracer.domain import NodeKind
-from tracer.store import OpenRun, Store
+from tracer.store import NexusEndpoint, OpenRun, Store
 
 from ._connections import Connections
 from ._pending_state import pending_calls
@@ -35,6 +42,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DESCRIBE_TIMEOUT = timedelta(seconds=5)
+# Operations whose handler has not taken them yet.
+_NOT_STARTED = (
+    PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_SCHEDULED,
+    PendingNexusOperationState.PENDING_NEXUS_OPERATION_STATE_BACKING_OFF,
+)
 
 
 @dataclass
@@ -48,6 +60,8 @@ class PendingReader:
     store: Store
     connections: Connections
     describes: int = 0
+    _pollers: dict[tuple[str, str], int | None] = field(default_factory=dict)
+    _known_endpoints: list[NexusEndpoint] | None = None
 
     async def read(self, run: OpenRun) -> bool:
         """Describe one open run and store its pending calls; ``False`` when Temporal did
@@ -74,10 +88,55 @@ class PendingReader:
         except (OSError, RuntimeError) as err:
             logger.debug("describe %s/%s failed: %s", run.namespace, run.workflow_id, err)
             return False
-        await asyncio.to_thread(
-            self.store.save_pending, run, pending_calls(response), datetime.now(UTC)
-        )
+        calls = pending_calls(response)
+        await self._count_pollers(response, calls)
+        await asyncio.to_thread(self.store.save_pending, run, calls, datetime.now(UTC))
         return True
+
+    async def _count_pollers(
+        self, response: DescribeWorkflowExecutionResponse, calls: dict[str, dict[str, Any]]
+    ) -> None:
+        """For operations not yet started, how many workers poll the endpoint's task queue
+        (``task_queue_pollers``): none is the commonest reason a call hangs."""
+        waiting = [
+            op
+            for op in response.pending_nexus_operations
+            if op.state in _NOT_STARTED and f"nexus:{op.scheduled_event_id}" in calls
+        ]
+        if not waiting:
+            return
+        targets = {e.name: (e.namespace, e.task_queue) for e in await self._endpoints()}
+        for op in waiting:
+            namespace, queue = targets.get(op.endpoint, ("", ""))
+            if not queue or namespace not in self.connections.namespaces:
+                continue
+            if (namespace, queue) not in self._pollers:
+                self._pollers[(namespace, queue)] = await self._nexus_pollers(namespace, queue)
+            pollers = self._pollers[(namespace, queue)]
+            if pollers is not None:
+                calls[f"nexus:{op.scheduled_event_id}"]["task_queue_pollers"] = pollers
+
+    async def _endpoints(self) -> list[NexusEndpoint]:
+        if self._known_endpoints is None:
+            self._known_endpoints = await asyncio.to_thread(self.store.endpoints)
+        return self._known_endpoints
+
+    async def _nexus_pollers(self, namespace: str, queue: str) -> int | None:
+        try:
+            client = await self.connections.client(namespace)
+            self.describes += 1
+            described = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=namespace,
+                    task_queue=TaskQueue(name=queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_NEXUS,
+                ),
+                timeout=DESCRIBE_TIMEOUT,
+            )
+        except (RPCError, OSError, RuntimeError) as err:
+            logger.debug("describe task queue %s/%s failed: %s", namespace, queue, err)
+            return None
+        return len(described.pollers)
 
     async def refresh(self, runs: Sequence[OpenRun], *, deadline_s: float) -> int:
         """Describe ``runs`` together, giving up on what has not answered by the deadline;
