@@ -21,11 +21,13 @@ from ._format import fmt_duration, fmt_percent
 
 __all__ = [
     "Diagnosis",
+    "Gap",
     "TreeView",
     "ViewNode",
     "build_view",
     "detail_view",
     "diagnose",
+    "lane_gaps",
 ]
 
 # Trees up to this size open fully; larger ones open two levels and every error path.
@@ -76,6 +78,73 @@ class Diagnosis:
         return "⧗" if self.waiting else KIND_TITLES[self.kind][1]
 
 
+@dataclass(frozen=True)
+class Gap:
+    """A stretch of a workflow's lane with no call of its own, and what it waited on."""
+
+    left_pct: float  # within the workflow's bar
+    width_pct: float
+    label: str
+
+    @property
+    def style(self) -> str:
+        """Where the gap lies on its bar, as one inline style."""
+        return f"--gl:{fmt_percent(self.left_pct)};--gw:{fmt_percent(self.width_pct)}"
+
+
+# Gaps shorter than this are not worth a label.
+GAP_MIN = timedelta(seconds=1)
+
+
+def lane_gaps(node: TreeNode, now: datetime) -> list[Gap]:
+    """The stretches of more than a second in a workflow's lane that none of its calls
+    covers, each labeled from its history: a timer, a signal or update it waited for."""
+    if node.kind != NodeKind.WORKFLOW or node.start_time is None or not node.waits:
+        return []
+    start, end = node.start_time, node.end_time or now
+    total = (end - start).total_seconds()
+    if total <= 0:
+        return []
+    busy = sorted(
+        (child.start_time, child.end_time or now)
+        for child in node.children
+        if child.start_time is not None and child.kind not in (NodeKind.SIGNAL, NodeKind.UPDATE)
+    )
+    idle: list[tuple[datetime, datetime]] = []
+    cursor = start
+    for begin, finish in busy:
+        if begin - cursor > GAP_MIN:
+            idle.append((cursor, begin))
+        cursor = max(cursor, finish)
+    if end - cursor > GAP_MIN:
+        idle.append((cursor, end))
+    gaps = []
+    for begin, finish in idle:
+        label = _gap_label(node, begin, finish, now)
+        if label:
+            left = (begin - start).total_seconds() / total * 100
+            width = (finish - begin).total_seconds() / total * 100
+            gaps.append(Gap(left, width, label))
+    return gaps
+
+
+def _gap_label(node: TreeNode, begin: datetime, finish: datetime, now: datetime) -> str | None:
+    """What the history says a gap was spent on: the timer that covers most of it, else
+    the signal or update whose arrival ended it."""
+    overlap = {
+        wait: (min(finish, wait.end_time or now) - max(begin, wait.start_time)).total_seconds()
+        for wait in node.waits
+        if wait.kind in ("timer", "retry")
+    }
+    best = max(overlap, key=lambda wait: overlap[wait], default=None)
+    if best is not None and overlap[best] > 0:
+        return f"timer {best.detail}" if best.kind == "timer" else f"retries: {best.detail}"
+    for wait in node.waits:
+        if wait.kind in ("signal", "update") and begin <= wait.start_time <= finish + GAP_MIN:
+            return f"waiting for {wait.kind} {wait.detail}"
+    return None
+
+
 @dataclass
 class ViewNode:
     """A tree node with everything the page renders for it."""
@@ -100,6 +169,8 @@ class ViewNode:
     diagnosis: Diagnosis | None = None
     token: dict[str, Any] | None = None
     children: list[ViewNode] = field(default_factory=list)
+
+    gaps: list[Gap] = field(default_factory=list)
 
     @property
     def waiting_badge(self) -> str | None:
@@ -485,6 +556,7 @@ def build_view(
         if view.is_origin:
             errors.append(view)
         view.children = [visit(child, view, depth + 1) for child in node.children]
+        view.gaps = lane_gaps(node, now)
         view.on_error_path = any(c.is_error or c.on_error_path for c in view.children)
         if view.on_error_path:
             view.expanded = True

@@ -185,6 +185,22 @@ async def test_timeout_diagnosis(page: Page, ui: UiServer, linked_sample: Linked
     await expect(diagnosis.locator(".live-check")).to_contain_text("poller")
 
 
+async def test_gaps_say_what_they_waited_on(
+    page: Page, ui: UiServer, linked_sample: LinkedSample, shots: Path
+) -> None:
+    # The slow bank's payment sleeps 20 s between two activities: its lane says so.
+    await page.goto(f"{ui.url}/workflows/orders/{linked_sample.order_ids['slow']}")
+    handler = page.locator(".node[data-kind='workflow'] > .row").filter(
+        has=page.locator(".name", has_text="ProcessPaymentWorkflow")
+    )
+    gap = handler.locator(".bar > .gap")
+    await expect(gap).to_have_text("timer 20 s")
+    box, bar = await gap.bounding_box(), await handler.locator(".bar").bounding_box()
+    assert box is not None and bar is not None
+    assert box["width"] > bar["width"] * 0.5  # most of the handler's time (so far)
+    await page.locator("main").screenshot(path=shots / "gap.png")
+
+
 async def test_search_filters_pages_and_opens_a_tree(
     page: Page, ui: UiServer, linked_sample: LinkedSample, shots: Path
 ) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "NamespaceState",
     "NexusEndpointRow",
     "PendingState",
+    "RunWait",
     "Span",
     "StoreProbe",
     "TreeEdge",
@@ -250,6 +251,22 @@ class PendingState(Base):
     )
     read_at: Mapped[datetime] = mapped_column(UTCDateTime())
     calls: Mapped[str] = mapped_column(Text)
+
+
+class RunWait(Base):
+    """A timer, an activity's retries, a signal or update a run received (see
+    ``WaitFacts``): what the tree page labels a gap in a workflow's lane with."""
+
+    __tablename__ = "run_waits"
+
+    run_pk: Mapped[int] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    detail: Mapped[str] = mapped_column(String(1000), default="")
 
 
 class StoreProbe(Base):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from tracer.db import Call, ExportRun, Link, PendingState, Span, WorkflowRun
+from tracer.db import Call, ExportRun, Link, PendingState, RunWait, Span, WorkflowRun
 from tracer.query import CallGraph, root_condition
 from tracer.store import Store, forget_trees
 
@@ -117,6 +117,7 @@ def _delete_runs(session: Session, runs: list[WorkflowRun]) -> None:
     run_ids = [run.run_id for run in runs]
     session.execute(delete(Call).where(Call.run_pk.in_(pks)))
     session.execute(delete(PendingState).where(PendingState.run_pk.in_(pks)))
+    session.execute(delete(RunWait).where(RunWait.run_pk.in_(pks)))
     session.execute(delete(Link).where(Link.caller_run_id.in_(run_ids)))
     session.execute(delete(Link).where(Link.handler_run_id.in_(run_ids)))
     session.execute(delete(ExportRun).where(ExportRun.run_id.in_(run_ids)))

@@ -22,7 +22,7 @@ from temporalio.api.history.v1 import HistoryEvent
 
 from interceptors import CALLER_HEADER, decode_caller_header
 from tracer.domain import ErrorKind, LinkKind, LinkSource, NodeKind, Status, classify_error
-from tracer.store import CallFacts, LinkFacts, RunFacts
+from tracer.store import CallFacts, LinkFacts, RunFacts, WaitFacts
 
 __all__ = [
     "decode_operation_token",
@@ -368,6 +368,8 @@ class _ParseState:
     calls: dict[int, CallFacts] = field(default_factory=dict)
     # Updates whose senders are recorded: admitted and then accepted is one update.
     updates: set[str] = field(default_factory=set)
+    # Timers by the id of the event that started them (they end later).
+    timers: dict[int, WaitFacts] = field(default_factory=dict)
 
     def link_out(
         self, call: CallFacts, kind: LinkKind, source: LinkSource, target: tuple[str, str, str]
@@ -426,6 +428,9 @@ def _on_message(state: _ParseState, event: HistoryEvent) -> None:
         _caller_links(
             run, event.links, kind=LinkKind.SIGNAL, detail=signaled.signal_name, event=event
         )
+        run.waits.append(
+            WaitFacts(event.event_id, "signal", _time(event), _time(event), signaled.signal_name)
+        )
     elif event.event_type in _UPDATE_RECEIVED:
         if event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             update = event.workflow_execution_update_accepted_event_attributes.accepted_request
@@ -434,6 +439,9 @@ def _on_message(state: _ParseState, event: HistoryEvent) -> None:
         if update.meta.update_id in state.updates:
             return
         state.updates.add(update.meta.update_id)
+        run.waits.append(
+            WaitFacts(event.event_id, "update", _time(event), _time(event), update.input.name)
+        )
         if CALLER_HEADER in update.input.header.fields:
             _header_link(
                 run,
@@ -483,6 +491,17 @@ def _on_activity(state: _ParseState, event: HistoryEvent) -> None:
     call = state.calls.get(started.scheduled_event_id)
     if call is not None:
         call.attempt = started.attempt or 1
+        if call.attempt > 1:
+            # From scheduling to the last attempt's start: failed attempts and backoff.
+            state.run.waits.append(
+                WaitFacts(
+                    event.event_id,
+                    "retry",
+                    call.start_time,
+                    _time(event),
+                    f"{call.name}: attempt {call.attempt}",
+                )
+            )
         if started.HasField("last_failure"):
             call.error_type, call.error_message = describe_failure(started.last_failure)
 
@@ -589,6 +608,24 @@ def _on_call_closed(state: _ParseState, event: HistoryEvent) -> None:
         call.error_type, call.error_message = "Error", status
 
 
+def _on_timer(state: _ParseState, event: HistoryEvent) -> None:
+    """A timer started, and when it fired or was canceled."""
+    if event.event_type == _E.EVENT_TYPE_TIMER_STARTED:
+        attrs = event.timer_started_event_attributes
+        seconds = attrs.start_to_fire_timeout.ToTimedelta().total_seconds()
+        state.timers[event.event_id] = WaitFacts(
+            event.event_id, "timer", _time(event), None, f"{seconds:g} s"
+        )
+        state.run.waits.append(state.timers[event.event_id])
+        return
+    if event.event_type == _E.EVENT_TYPE_TIMER_FIRED:
+        started_id = event.timer_fired_event_attributes.started_event_id
+    else:
+        started_id = event.timer_canceled_event_attributes.started_event_id
+    if (timer := state.timers.get(started_id)) is not None:
+        timer.end_time = _time(event)
+
+
 _Handler = Callable[[_ParseState, HistoryEvent], None]
 
 # Event type -> the handler of its family; events of other types change nothing.
@@ -606,6 +643,9 @@ _HANDLERS: dict[EventType.ValueType, _Handler] = {
     _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: _on_child_workflow,
     _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED: _on_child_workflow,
     _E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: _on_external_signal,
+    _E.EVENT_TYPE_TIMER_STARTED: _on_timer,
+    _E.EVENT_TYPE_TIMER_FIRED: _on_timer,
+    _E.EVENT_TYPE_TIMER_CANCELED: _on_timer,
     **dict.fromkeys(_CALL_CLOSE, _on_call_closed),
 }
 

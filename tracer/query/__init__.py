@@ -27,7 +27,7 @@ from ._map import (
 from ._search import PREFIX_WILDCARD, TraceFilter, TracePage, TraceSummary, search_traces
 from ._settle import SETTLED_BY, Outcome, settle
 from ._spans import NODE_SPAN_LIMIT, SpanInfo, match_node_spans, spans_for_node, spans_for_tree
-from ._tree import TreeBuilder, TreeNode, build_tree, iso_time
+from ._tree import TreeBuilder, TreeNode, Wait, build_tree, iso_time
 from ._visibility import EVERY_NAMESPACE, HIDDEN_NAMESPACE, Scope, Visible, token_namespace
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "TreeFigures",
     "TreeNode",
     "Visible",
+    "Wait",
     "bucket_latency",
     "build_tree",
     "chunks",

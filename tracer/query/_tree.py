@@ -17,13 +17,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from interceptors import SpanName
-from tracer.db import Call, Link, NexusEndpointRow, PendingState, Span, WorkflowRun
+from tracer.db import Call, Link, NexusEndpointRow, PendingState, RunWait, Span, WorkflowRun
 from tracer.domain import STARTING_LINKS, NodeKind, Placement, Status
 
 from ._graph import MAX_DEPTH, Caller, CallGraph, chunks, link_matches_call, precedence
 from ._settle import Outcome, settle
 
-__all__ = ["TreeBuilder", "TreeNode", "build_tree", "iso_time"]
+__all__ = ["TreeBuilder", "TreeNode", "Wait", "build_tree", "iso_time"]
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A timer, an activity's retries, or a signal or update a run received."""
+
+    kind: str  # timer | retry | signal | update
+    start_time: datetime
+    end_time: datetime | None
+    detail: str
 
 
 @dataclass
@@ -45,6 +55,9 @@ class TreeNode:
     children: list[TreeNode] = field(default_factory=list)
     # What Temporal last said of a running call (state, attempt, last failure...).
     pending: dict[str, Any] | None = None
+    # A workflow's timers, activity retries, signals and updates received (for the page:
+    # what a gap in its lane was spent on); not part of the JSON contract.
+    waits: list[Wait] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The node and its subtree as the JSON contract."""
@@ -128,6 +141,7 @@ class TreeBuilder:
             ):
                 calls[call.run_pk].append(call)
         pending = self._pending([run for run in runs if run.status == Status.RUNNING])
+        waits = self._waits(runs)
         outgoing = self.graph.outgoing(runs)
         messages = [
             link for links in outgoing.values() for link in links if link.kind not in STARTING_LINKS
@@ -143,6 +157,7 @@ class TreeBuilder:
         laid_out = []
         unsettled: list[_Unsettled] = []
         for run, node in level:
+            node.waits = waits.get(run.id, [])
             run_calls = calls.get(run.id, [])
             if run.kind == NodeKind.NEXUS_OPERATION:
                 # A standalone operation is its own call: its handler hangs under it.
@@ -334,6 +349,18 @@ class TreeBuilder:
                 select(PendingState).where(PendingState.run_pk.in_(chunk))
             ):
                 found[row.run_pk] = json.loads(row.calls)
+        return found
+
+    def _waits(self, runs: Sequence[WorkflowRun]) -> dict[int, list[Wait]]:
+        """The waits of ``runs``, by run primary key, in time order."""
+        found: dict[int, list[Wait]] = defaultdict(list)
+        for chunk in chunks([run.id for run in runs]):
+            for wait in self.session.scalars(
+                select(RunWait).where(RunWait.run_pk.in_(chunk)).order_by(RunWait.start_time)
+            ):
+                found[wait.run_pk].append(
+                    Wait(wait.kind, wait.start_time, wait.end_time, wait.detail)
+                )
         return found
 
     def _handler_spans(self, calls: list[Call]) -> dict[str, Span]:

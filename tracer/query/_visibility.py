@@ -95,6 +95,7 @@ class Scope:
                 error=None,
                 details={"restricted": True},
                 pending=None,
+                waits=[],
                 children=children,
             )
         return replace(node, details=self._details(node.details), children=children)

@@ -5,7 +5,7 @@ trees, search pages, the namespace map, spans, endpoints and namespace states, a
 values. Nothing above this package opens a database session for those.
 """
 
-from ._facts import CallFacts, LinkFacts, RunFacts
+from ._facts import CallFacts, LinkFacts, RunFacts, WaitFacts
 from ._pending import OpenRun
 from ._store import (
     LINKER_STALE_AFTER,
@@ -30,5 +30,6 @@ __all__ = [
     "RunFacts",
     "Store",
     "StoreUnavailableError",
+    "WaitFacts",
     "forget_trees",
 ]

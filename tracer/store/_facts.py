@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from tracer.domain import LinkKind, LinkSource, NodeKind, Status
 
-__all__ = ["CallFacts", "LinkFacts", "RunFacts"]
+__all__ = ["CallFacts", "LinkFacts", "RunFacts", "WaitFacts"]
 
 
 @dataclass
@@ -58,6 +58,19 @@ class LinkFacts:
 
 
 @dataclass
+class WaitFacts:
+    """Something a run waited on that is no call of its own, as its history shows it: a
+    timer, an activity's retries, a signal or update it received. The tree page labels
+    the gaps in a workflow's lane with these."""
+
+    event_id: int
+    kind: str  # timer | retry | signal | update
+    start_time: datetime
+    end_time: datetime | None = None
+    detail: str = ""
+
+
+@dataclass
 class RunFacts:
     """Everything one history says about its run."""
 
@@ -82,3 +95,4 @@ class RunFacts:
     # A standalone Nexus operation is stored as a run of this kind, with one call (event
     # id 0) holding what a caller's call would: endpoint, request id, outcome...
     kind: NodeKind = NodeKind.WORKFLOW
+    waits: list[WaitFacts] = field(default_factory=list)

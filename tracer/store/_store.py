@@ -21,6 +21,7 @@ from tracer.db import (
     NamespaceLease,
     NamespaceState,
     NexusEndpointRow,
+    RunWait,
     Span,
     StoreProbe,
     WorkflowRun,
@@ -691,6 +692,12 @@ def _save_all(session: Session, runs: Sequence[RunFacts], now: datetime) -> None
                     setattr(call, key, value)
         links.extend({**asdict(link), "created_at": now} for link in facts.links)
     insert_ignoring_duplicates(session, Link, links)
+    # A run's waits are rewritten with each read of its history (a timer ends later).
+    for pks in chunks(sorted({run.id for _, run in kept})):
+        session.execute(delete(RunWait).where(RunWait.run_pk.in_(pks)))
+    waits = [{"run_pk": run.id, **asdict(wait)} for facts, run in kept for wait in facts.waits]
+    if waits:
+        insert_ignoring_duplicates(session, RunWait, waits)
 
 
 def _nth(root: TreeNode, index: int) -> tuple[TreeNode, TreeNode | None] | None:

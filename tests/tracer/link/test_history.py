@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from datetime import UTC
 
 import pytest
 from temporalio.api.enums.v1 import EventType, RetryState, TimeoutType
@@ -501,3 +502,32 @@ def test_terminated_run_keeps_the_reason() -> None:
         "TerminatedError",
         "operator gave up on it",
     )
+
+
+def test_timers_and_signals_become_waits() -> None:
+    """What a gap in a lane is labeled with: each timer (from start to fire or cancel) and
+    each signal received, at the times the history gives."""
+    for name in fixture_names():
+        recorded, run = parsed(name)
+        started = events_of(recorded, EventType.EVENT_TYPE_TIMER_STARTED)
+        ended = {
+            event.timer_fired_event_attributes.started_event_id
+            or event.timer_canceled_event_attributes.started_event_id: event
+            for event in [
+                *events_of(recorded, EventType.EVENT_TYPE_TIMER_FIRED),
+                *events_of(recorded, EventType.EVENT_TYPE_TIMER_CANCELED),
+            ]
+        }
+        timers = [wait for wait in run.waits if wait.kind == "timer"]
+        assert [wait.event_id for wait in timers] == [event.event_id for event in started], name
+        for wait, event in zip(timers, started, strict=True):
+            timeout = event.timer_started_event_attributes.start_to_fire_timeout
+            assert wait.detail == f"{timeout.ToTimedelta().total_seconds():g} s"
+            assert wait.start_time == event.event_time.ToDatetime(tzinfo=UTC)
+            end = ended.get(event.event_id)
+            assert wait.end_time == (end.event_time.ToDatetime(tzinfo=UTC) if end else None)
+        signals = [wait.detail for wait in run.waits if wait.kind == "signal"]
+        assert signals == [
+            event.workflow_execution_signaled_event_attributes.signal_name
+            for event in events_of(recorded, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+        ], name
