@@ -46,6 +46,12 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
 
 
+def _namespace_list(text: str | None) -> frozenset[str] | None:
+    """``orders,payments`` as a set; ``None`` when empty (every namespace)."""
+    names = frozenset(item.strip() for item in (text or "").split(",") if item.strip())
+    return names or None
+
+
 def _otlp_token(path: Path | None) -> str | None:
     """The OTLP receiver's bearer token: from the token file, else from
     ``TEMPORAL_TRACER_OTLP_TOKEN``; ``None`` when neither is set.
@@ -210,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-separated; headers from OTEL_EXPORTER_OTLP_HEADERS)",
     )
     serve.add_argument(
+        "--export-namespaces",
+        metavar="NS[,NS...]",
+        default=_env("TEMPORAL_TRACER_EXPORT_NAMESPACES"),
+        help="export only spans of these namespaces (a backend the other teams' data must "
+        "not reach); default: every namespace (env TEMPORAL_TRACER_EXPORT_NAMESPACES)",
+    )
+    serve.add_argument(
         "--tokens-file",
         type=Path,
         default=_env("TEMPORAL_TRACER_TOKENS_FILE"),
@@ -305,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             try:
                 export_endpoints = parse_export_endpoints(
-                    args.export_endpoints or _env("TEMPORAL_TRACER_EXPORT_ENDPOINTS")
+                    args.export_endpoints or _env("TEMPORAL_TRACER_EXPORT_ENDPOINTS"),
+                    namespaces=_namespace_list(args.export_namespaces),
                 )
                 retention = parse_duration(args.retention) if args.retention else None
                 otlp_token = _otlp_token(args.otlp_token_file)

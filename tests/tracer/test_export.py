@@ -305,6 +305,44 @@ async def test_phoenix_down_for_a_while_loses_nothing(
     assert _cursor(store, destination).last_error is None
 
 
+async def test_a_destination_scoped_to_namespaces_receives_only_theirs(
+    phoenix: Phoenix, fresh_store: Store
+) -> None:
+    """``--export-namespaces orders``: a backend the payments team's data must not reach
+    gets orders spans only; a span whose namespace is unknown is not sent either."""
+    store = fresh_store
+    trace_id = random.getrandbits(127) | 1
+    spans = {
+        name: _span(name, trace_id, random.getrandbits(63) | 1, attributes=attributes)
+        for name, attributes in (
+            ("orders-span", {"temporal.namespace": "orders"}),
+            ("payments-span", {"temporal.namespace": "payments"}),
+            ("nameless-span", {}),
+        )
+    }
+    receive(store, list(spans.values()))
+    (destination,) = parse_export_endpoints(
+        f"{phoenix.url}/v1/traces", namespaces=frozenset({"orders"})
+    )
+    async with exporting(store, destination):
+        await phoenix.wait_for({f"{spans['orders-span'].context.span_id:016x}"})
+        deadline = time.monotonic() + 15
+        with store.session() as session:
+            last = max(session.scalars(select(Span.id)))
+        while _cursor_or_none(store, destination) != last:
+            assert time.monotonic() < deadline, "the cursor did not pass the other spans"
+            await asyncio.sleep(0.2)
+    listed = [s for s in await phoenix.spans() if s["context"]["trace_id"] == f"{trace_id:032x}"]
+    assert [s["name"] for s in listed] == ["orders-span"]
+    assert _cursor(store, destination).spans_exported == 1
+
+
+def _cursor_or_none(store: Store, destination: ExportDestination) -> int | None:
+    with store.session() as session:
+        cursor = session.get(ExportCursor, destination.key)
+        return cursor.span_cursor if cursor is not None else None
+
+
 async def test_restarted_exporter_resumes_from_its_cursor_over_grpc(
     phoenix: Phoenix, fresh_store: Store
 ) -> None:

@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
+from interceptors import ATTR
 from tracer.db import ExportCursor, ExportRun, Span, WorkflowRun, insert_ignoring_duplicates
 from tracer.jobs import LeaseHolder, run_periodically
 from tracer.store import Store
@@ -70,11 +71,21 @@ class ExportDestination:
         protocol: ``"http/protobuf"`` or ``"grpc"``.
         headers: Extra request headers (API keys). Empty: the exporters read
             ``OTEL_EXPORTER_OTLP_HEADERS`` as usual.
+        namespaces: When set, the destination receives only spans of these namespaces
+            (after enrichment, which gives most spans theirs); a span with no namespace
+            is not sent. The same rule as a viewer's scope in the UI.
     """
 
     endpoint: str
     protocol: Protocol = "http/protobuf"
     headers: dict[str, str] = field(default_factory=dict)
+    namespaces: frozenset[str] | None = None
+
+    def receives(self, span: ReadableSpan) -> bool:
+        """Whether this destination may see ``span``."""
+        if self.namespaces is None:
+            return True
+        return (span.attributes or {}).get(ATTR.NAMESPACE) in self.namespaces
 
     @property
     def key(self) -> str:
@@ -103,7 +114,10 @@ class ExportDestination:
 
 
 def parse_export_endpoints(
-    text: str | Sequence[str] | None, headers: dict[str, str] | None = None
+    text: str | Sequence[str] | None,
+    headers: dict[str, str] | None = None,
+    *,
+    namespaces: frozenset[str] | None = None,
 ) -> list[ExportDestination]:
     """Destinations from URLs: ``grpc://host:4317``, ``grpcs://host:4317`` (TLS),
     ``http://host:4318`` or ``https://host:4318[/path]``.
@@ -112,6 +126,7 @@ def parse_export_endpoints(
         text: A comma-separated string (``TEMPORAL_TRACER_EXPORT_ENDPOINTS``) or a list of
             URLs (repeated ``--export-endpoint`` flags); ``None`` or empty gives none.
         headers: Headers sent to every destination.
+        namespaces: When set, every destination receives only spans of these namespaces.
 
     Returns:
         One destination per URL, duplicates removed. An HTTP URL without a path gets the
@@ -140,6 +155,7 @@ def parse_export_endpoints(
         else:
             raise ValueError(f"export endpoint {item!r}: use grpc://host:4317 or http://host:4318")
         destination.headers = dict(headers or {})
+        destination.namespaces = namespaces
         if all(d.key != destination.key for d in destinations):
             destinations.append(destination)
     return destinations
@@ -268,12 +284,15 @@ class _DestinationWorker:
             session.flush()
         return cursor
 
-    def _send(self, spans: list[ReadableSpan]) -> None:
+    def _send(self, spans: list[ReadableSpan]) -> int:
+        """Deliver what the destination may see of ``spans``; how many that was."""
+        spans = [span for span in spans if self.destination.receives(span)]
         if not spans:
-            return
+            return 0
         result = self.exporter.export(spans)
         if result is not SpanExportResult.SUCCESS:
             raise ExportFailedError(f"{self.destination.key} did not accept {len(spans)} spans")
+        return len(spans)
 
     def run_round(self) -> RoundReport:
         """Export the next batch of spans, late commits and synthesized runs."""
@@ -312,8 +331,7 @@ class _DestinationWorker:
                 late = list(session.scalars(select(Span).where(or_(*ranges)).order_by(Span.id)))
             if not ready and not late and not gaps:
                 return
-            spans = enricher.enrich([*late, *ready])
-            self._send(spans)
+            sent = self._send(enricher.enrich([*late, *ready]))
             # Delivered: move the cursor, remember what it skipped, forget old gaps.
             found = [row.id for row in late]
             remaining = [part for gap in gaps for part in _split_gap(gap, found)]
@@ -322,7 +340,7 @@ class _DestinationWorker:
                 cursor.span_cursor = ready[-1].id
             remaining = [g for g in remaining if wall - g[2] < settings.gap_timeout]
             cursor.span_gaps = json.dumps(remaining[-_MAX_GAPS:])
-            cursor.spans_exported += len(spans)
+            cursor.spans_exported += sent
             cursor.last_error = None
             cursor.updated_at = now
             report.spans, report.late_spans = len(ready), len(late)
@@ -372,11 +390,11 @@ class _DestinationWorker:
                         "done_at": _now(),
                     }
                 )
-            self._send(spans)
+            sent = self._send(spans)
             insert_ignoring_duplicates(session, ExportRun, marks)
             cursor.runs_synthesized += report.synthesized_runs
-            cursor.spans_exported += len(spans)
-            report.synthesized_spans = len(spans)
+            cursor.spans_exported += sent
+            report.synthesized_spans = sent
             report.more = report.more or len(runs) == limit
 
     def record_error(self, error: str) -> None:
