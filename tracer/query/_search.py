@@ -144,6 +144,21 @@ def _term(term: Any, field: str, value: str) -> ColumnElement[bool]:
     return and_(term.field == field, term.value == value)
 
 
+def _is_prefix(field: str, value: str) -> bool:
+    return field == "workflow_id" and value.endswith(PREFIX_WILDCARD)
+
+
+def _trees_with_all(session: Session, terms: list[tuple[str, str]]) -> int:
+    """How many trees hold every one of ``terms`` (exact terms: one row per tree each),
+    joined on the terms' own index, rarest first."""
+    first = aliased(TreeTerm)
+    query = select(func.count()).select_from(first)
+    for field, value in terms[1:]:
+        other = aliased(TreeTerm)
+        query = query.join(other, and_(other.root_pk == first.root_pk, _term(other, field, value)))
+    return session.scalar(query.where(_term(first, *terms[0]))) or 0
+
+
 def _term_count(session: Session, field: str, value: str) -> int:
     term = aliased(TreeTerm)
     return (
@@ -230,7 +245,19 @@ def search_traces(session: Session, criteria: TraceFilter) -> TracePage:
                 ),
             )
         )
-    total = session.scalar(count.where(*conditions)) or 0
+    plain = not (
+        criteria.status
+        or criteria.kind
+        or criteria.since is not None
+        or criteria.until is not None
+        or criteria.min_duration is not None
+        or criteria.visible_namespaces is not None
+    )
+    if plain and len(terms) > 1 and not any(_is_prefix(*term) for term in terms):
+        # Terms alone: count the trees in both index ranges, no summary row read.
+        total = _trees_with_all(session, terms)
+    else:
+        total = session.scalar(count.where(*conditions)) or 0
     page = max(1, criteria.page)
     rows = session.scalars(
         query.where(*conditions)
