@@ -15,7 +15,7 @@ from tracer.domain import NodeKind, Status
 from tracer.query import Scope, figures_of
 
 from ._access import COOKIE_NAME, FailedLogins, client_of, same_origin, viewer_of
-from ._deps import settings_of, store_of
+from ._deps import refresh_open_runs, settings_of, store_of
 from ._mapsvg import render_map_svg
 from ._params import (
     MAX_ID_BYTES,
@@ -171,6 +171,7 @@ def tree_page(
             status_code=404,
             detail=f"no workflow {echo(workflow_id)} in namespace {echo(namespace)}",
         )
+    refresh_open_runs(store_of(request), root)
     view = build_view(
         root,
         settings.temporal_ui_link,

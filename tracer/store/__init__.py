@@ -12,21 +12,28 @@ from ._store import (
     NexusEndpoint,
     NodeDetail,
     Readiness,
+    RunProgress,
     Store,
     StoreUnavailableError,
 )
 from ._summaries import forget_trees
+from ._work import ClaimedRun, Priority, RunRead, WorkCounts
 
 __all__ = [
     "LINKER_STALE_AFTER",
     "CallFacts",
+    "ClaimedRun",
     "LinkFacts",
     "NamespaceStatus",
     "NexusEndpoint",
     "NodeDetail",
+    "Priority",
     "Readiness",
     "RunFacts",
+    "RunProgress",
+    "RunRead",
     "Store",
     "StoreUnavailableError",
+    "WorkCounts",
     "forget_trees",
 ]
