@@ -163,8 +163,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
             for label, source in sources:
                 figures, backfill = await run_collector(server, source, workdir, size, args)
                 print(row(label, figures) + f"   (read all in {backfill:.0f}s)", flush=True)
-                print(f"  {'':<26} server CPU caused by the collector: "
-                      f"{figures.server_cpu - alone.server_cpu:+.1f} % of a core", flush=True)  # fmt: skip
+                caused = figures.server_cpu - alone.server_cpu
+                print(f"  {'':<26} server CPU caused by the collector: {caused:+.1f} % of a core",
+                      flush=True)  # fmt: skip
     finally:
         server.stop()
 
