@@ -1,10 +1,11 @@
 """Linker at idle: Temporal calls a second and CPU with 100 and 10,000 open workflows.
 
 Starts an embedded Temporal dev server with one namespace, then open workflows that
-nothing happens to (no worker polls their task queue): 100, then 10,000. At each size it
-measures the server alone, then runs a fresh ``temporal-tracer serve`` on SQLite until it
-has read every run, lets it settle and measures again: Temporal calls a second (from the
-server's own request counters), server CPU and collector CPU, in % of one core.
+nothing happens to (no worker polls their task queue): 100, then 10,000. At each size, for
+each collector, it measures the server alone, then runs a fresh ``temporal-tracer serve``
+on SQLite until it has read every run, lets it settle and measures again: Temporal calls
+a second (from the server's own request counters), server CPU and collector CPU, in % of
+one core.
 
     python bench/linker_idle.py
     python bench/linker_idle.py --compare ../old-checkout   # the same, side by side with
@@ -150,7 +151,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         tag = uuid.uuid4().hex[:6]
         sources = [("this tree", HERE)]
         if args.compare:
-            sources.insert(0, ("compared tree", Path(args.compare).resolve()))
+            sources.append(("compared tree", Path(args.compare).resolve()))
         started = 0
         for size in args.sizes:
             began = time.monotonic()
@@ -158,9 +159,11 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
             print(f"{size} open workflows ({size - started} started in "
                   f"{time.monotonic() - began:.0f}s)", flush=True)  # fmt: skip
             started = size
-            alone = await measure(server, args.seconds, None)
-            print(row("server alone", alone), flush=True)
             for label, source in sources:
+                # The server alone just before, after a rest: what the collector adds.
+                await asyncio.sleep(args.settle)
+                alone = await measure(server, args.seconds, None)
+                print(row("server alone", alone), flush=True)
                 figures, backfill = await run_collector(server, source, workdir, size, args)
                 print(row(label, figures) + f"   (read all in {backfill:.0f}s)", flush=True)
                 caused = figures.server_cpu - alone.server_cpu
