@@ -136,7 +136,10 @@ class HistoryLinker:
         try:
             await run_periodically(poll, stop, name="linker pass", interval=self.poll_interval)
         finally:
-            await asyncio.to_thread(self.store.release_runs, self.id)
+            try:
+                await asyncio.to_thread(self.store.release_runs, self.id)
+            except Exception as err:  # the claims expire anyway, within the lease TTL
+                logger.warning("could not give back claimed runs: %s", err)
 
     async def poll_once(self, *, read_seconds: float | None = None) -> PollReport:
         """One pass: list what changed where this collector holds the lease, then read
