@@ -114,9 +114,9 @@ async def test_two_collectors_share_one_namespace_and_survive_a_kill(
             )
         )
     synthetic = RUNS - 3 * PARENTS
-    store.enqueue_runs(
-        NAMESPACE, [(f"gone-{tag}-{i}", str(uuid.uuid4())) for i in range(synthetic)]
-    )
+    gone = [(f"gone-{tag}-{i}", str(uuid.uuid4())) for i in range(synthetic)]
+    synthetic_ids = {run_id for _, run_id in gone}
+    store.enqueue_runs(NAMESPACE, gone)
 
     reads: Reads = defaultdict(list)
     first = Collector("first", postgres_url, temporal_server.address, reads)
@@ -130,11 +130,17 @@ async def test_two_collectors_share_one_namespace_and_survive_a_kill(
         killed_at = time.monotonic()
         assert store.work_counts(NAMESPACE).queued > 0, "the run ended before the kill"
 
-        async def all_read() -> bool:
-            counts = await asyncio.to_thread(store.work_counts, NAMESPACE)
-            return counts.queued == 0
+        def all_read() -> bool:
+            if store.work_counts(NAMESPACE).queued:
+                return False
+            # The real runs too (the lease, and with it discovery, moves after the kill).
+            stored = store.runs_progress(NAMESPACE, [r for r in reads if r not in synthetic_ids])
+            return len(stored) >= 3 * PARENTS
 
-        await until(all_read, timeout=30)
+        async def all_read_now() -> bool:
+            return await asyncio.to_thread(all_read)
+
+        await until(all_read_now, timeout=30)
         print(f"second finished {time.monotonic() - killed_at:.1f}s after the kill")
     finally:
         await first.kill()

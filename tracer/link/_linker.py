@@ -54,7 +54,7 @@ MAX_REREAD_INTERVAL = 300.0
 FOLLOW_ROUNDS = 3
 # The longest a pass of the collector's loop spends reading one namespace's queue before
 # it lists again (a backfill goes on in the next pass).
-PASS_READ_SECONDS = 10.0
+PASS_READ_SECONDS = 2.0
 
 
 @dataclass

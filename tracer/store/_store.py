@@ -491,14 +491,14 @@ class Store(WorkQueue):
     def save_endpoints(self, endpoints: Iterable[tuple[str, str, str]]) -> None:
         """Replace the known Nexus endpoints with ``(name, namespace, task_queue)`` rows."""
         now = _now()
+        rows = [
+            {"name": name, "target_namespace": ns, "target_task_queue": queue, "updated_at": now}
+            for name, ns, queue in endpoints
+        ]
         with self.session.begin() as session:
             session.execute(delete(NexusEndpointRow))
-            session.add_all(
-                NexusEndpointRow(
-                    name=name, target_namespace=ns, target_task_queue=queue, updated_at=now
-                )
-                for name, ns, queue in endpoints
-            )
+            # Another collector may be writing the same rows right now.
+            insert_ignoring_duplicates(session, NexusEndpointRow, rows)
 
     def save_spans(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert span rows in one transaction; a span already stored is skipped.
