@@ -214,7 +214,7 @@ async def test_idle_open_runs_cost_the_budget_and_evidence_is_read_at_once(
     engine = create_db_engine(sqlite_url)
     upgrade_database(engine)
     store = Store(engine)
-    ns, budget = "notifications", 5.0
+    ns, budget = "default", 5.0  # a namespace no other test runs workflows in
     client = await Client.connect(temporal_server.address, namespace=ns)
     # Discovery starts now: older runs of the session are not this test's business.
     since = datetime.now(UTC) - timedelta(seconds=1)
@@ -234,19 +234,22 @@ async def test_idle_open_runs_cost_the_budget_and_evidence_is_read_at_once(
             Connections(load_connect_configs([ns], address=temporal_server.address)),
             calls_per_second=budget,
         )
-        read = 0
+        ours = [handle.result_run_id or "" for handle in handles]
         for _ in range(20):  # a run may show in visibility a moment after it started
-            read += (await linker.poll_once()).runs_read
-            if read >= 30:
+            await linker.poll_once()
+            if len(store.runs_progress(ns, ours)) == 30:
                 break
             await asyncio.sleep(0.2)
-        assert read == 30  # discovery does not wait for the budget
+        # Discovery does not wait for the budget: 30 reads at 5 calls a second.
+        assert len(store.runs_progress(ns, ours)) == 30
         assert store.work_counts(ns).queued == 30
 
         # All due at once: re-read by staleness no faster than the budget allows.
         with store.session.begin() as session:
             session.execute(
-                update(LinkWork).where(LinkWork.namespace == ns).values(due_at=datetime.now(UTC))
+                update(LinkWork)
+                .where(LinkWork.namespace == ns, LinkWork.run_id.in_(ours))
+                .values(due_at=datetime.now(UTC))
             )
         await asyncio.sleep(1.0)  # the bucket refills from the discovery burst
         before, began = linker.calls.total, time.monotonic()
@@ -263,8 +266,8 @@ async def test_idle_open_runs_cost_the_budget_and_evidence_is_read_at_once(
         await handles[1].terminate("done")
         await asyncio.sleep(1.0)  # visibility shows the close; the budget refills a little
         await linker.poll_once()
-        progress = store.runs_progress(ns, [h.result_run_id or "" for h in handles[:2]])
-        poked, closed = (progress[h.result_run_id or ""] for h in handles[:2])
+        progress = store.runs_progress(ns, ours[:2])
+        poked, closed = (progress[run_id] for run_id in ours[:2])
         assert poked.status == "running" and poked.history_length > 2  # the signal was read
         assert closed.status == "terminated"
         assert store.work_counts(ns).queued == 29
@@ -273,3 +276,24 @@ async def test_idle_open_runs_cost_the_budget_and_evidence_is_read_at_once(
             with contextlib.suppress(RPCError):
                 await handle.terminate("test over")
         engine.dispose()
+
+
+async def test_runs_that_cannot_be_read_never_hold_up_the_queue(
+    temporal_server: DevServer, sqlite_url: str
+) -> None:
+    engine = create_db_engine(sqlite_url)
+    upgrade_database(engine)
+    store = Store(engine)
+    ns = "default"
+    since = datetime.now(UTC)
+    store.ensure_namespace_states([ns])
+    store.set_namespace_status(ns, "ok", close_cursor=since, start_cursor=since)
+    # A forged caller header names a "run" that is not a run id; another run was deleted.
+    store.enqueue_runs(ns, [("forged-caller", "run-forged"), ("deleted", str(uuid.uuid4()))])
+    linker = HistoryLinker(
+        store, Connections(load_connect_configs([ns], address=temporal_server.address))
+    )
+    report = await linker.poll_once()
+    assert report.errors == 0
+    assert store.work_counts(ns).queued == 0
+    engine.dispose()

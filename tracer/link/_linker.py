@@ -52,6 +52,15 @@ MIN_REREAD_INTERVAL = 10.0
 MAX_REREAD_INTERVAL = 300.0
 # Rounds of reading runs that other reads' links point at, within one pass.
 FOLLOW_ROUNDS = 3
+# Errors that say the server (or the way to it) is in trouble, not the run asked for.
+_TRANSIENT = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.UNKNOWN,
+    RPCStatusCode.INTERNAL,
+}
 # The longest a pass of the collector's loop spends reading one namespace's queue before
 # it lists again (a backfill goes on in the next pass).
 PASS_READ_SECONDS = 2.0
@@ -276,7 +285,7 @@ class HistoryLinker:
                 drained.poked |= await self._follow(reads)
         except (RuntimeError, RPCError, OSError) as err:
             # Discovery reports the namespace's health; the runs go back to the queue.
-            logger.debug("namespace %s: reading runs failed: %s", namespace, err)
+            logger.info("namespace %s: reading runs failed, retrying next pass: %s", namespace, err)
             self.connections.forget(namespace)
             drained.errors = 1
         if drained.runs_read:
@@ -330,9 +339,20 @@ class HistoryLinker:
         async with self._fetch_slots:
             if time.monotonic() > deadline:
                 return _Read(RunRead(run.run_id, read=False))
-            history = await calls.fetch_history(
-                run.workflow_id, run.run_id, known.history_length if known else 0
-            )
+            try:
+                history = await calls.fetch_history(
+                    run.workflow_id, run.run_id, known.history_length if known else 0
+                )
+            except RPCError as err:
+                if err.status in _TRANSIENT:
+                    raise  # the server, not this run: the whole batch waits for the next pass
+                # This run only (say, permission denied): try again later, by staleness,
+                # so it never holds up the runs behind it.
+                logger.warning(
+                    "%s/%s: cannot read its history: %s", calls.namespace, run.workflow_id, err
+                )
+                retry = datetime.now(UTC) + timedelta(seconds=MAX_REREAD_INTERVAL)
+                return _Read(RunRead(run.run_id, next_due=retry))
         now = datetime.now(UTC)
         if history.gone:
             return _Read(RunRead(run.run_id, open=False))

@@ -60,7 +60,8 @@ class History:
 
     Attributes:
         events: Every event, in order (empty when ``gone`` or ``unchanged``).
-        gone: The run no longer exists (deleted by Temporal's retention).
+        gone: The run does not exist (deleted by Temporal's retention, or named by a
+            link that was wrong).
         unchanged: It has no event beyond the ones already read.
     """
 
@@ -150,7 +151,9 @@ class TemporalCalls:
                 if not token:
                     break
         except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
+            # Deleted, or never a run at all (a link or header naming a run id that is
+            # not one): nothing will ever be read there.
+            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 return History(gone=True)
             raise
         if events and events[-1].event_id == known_length:
