@@ -311,6 +311,13 @@ class HistoryLinker:
             for run, outcome in zip(claimed, outcomes, strict=True)
         ]
         changed = [read.facts for read in reads if read.facts is not None]
+        known_endpoints = {name for name, _, _ in self._endpoints}
+        if any(
+            call.endpoint and call.endpoint not in known_endpoints
+            for facts in changed
+            for call in facts.calls
+        ):
+            self._endpoints_read_at = -math.inf  # a new endpoint: list them next pass
         try:
             if changed:
                 await asyncio.to_thread(self.store.save_runs, changed)

@@ -488,7 +488,7 @@ class Store(WorkQueue):
                 found.update((row[0], RunProgress(row[1], row[2], row[3])) for row in rows)
         return found
 
-    def save_endpoints(self, endpoints: Iterable[tuple[str, str, str]]) -> None:
+    def save_endpoints(self, endpoints: Sequence[tuple[str, str, str]]) -> None:
         """Replace the known Nexus endpoints with ``(name, namespace, task_queue)`` rows."""
         now = _now()
         rows = [
@@ -496,9 +496,30 @@ class Store(WorkQueue):
             for name, ns, queue in endpoints
         ]
         with self.session.begin() as session:
+            before = {
+                name: (namespace, queue)
+                for name, namespace, queue in session.execute(
+                    select(
+                        NexusEndpointRow.name,
+                        NexusEndpointRow.target_namespace,
+                        NexusEndpointRow.target_task_queue,
+                    )
+                )
+            }
             session.execute(delete(NexusEndpointRow))
             # Another collector may be writing the same rows right now.
             insert_ignoring_duplicates(session, NexusEndpointRow, rows)
+            changed = sorted(
+                name for name, ns, queue in endpoints if before.get(name) != (ns, queue)
+            )
+            # Trees summarized while an endpoint was unknown named its calls' far side
+            # after the endpoint: summarize them again.
+            for part in chunks(changed):
+                session.execute(
+                    update(WorkflowRun)
+                    .where(WorkflowRun.id.in_(select(Call.run_pk).where(Call.endpoint.in_(part))))
+                    .values(summary_dirty=True)
+                )
 
     def save_spans(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert span rows in one transaction; a span already stored is skipped.
