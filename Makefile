@@ -48,6 +48,8 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/ui_large_tree.py
 	$(BIN)/python bench/interceptor_overhead.py
 	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/linker_idle.py
+	$(BIN)/python bench/link_cost.py
 
 clean:
 	rm -rf $(VENV) .demo test-artifacts .pytest_cache .mypy_cache .ruff_cache

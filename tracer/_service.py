@@ -23,7 +23,7 @@ from .db import DEFAULT_DB_URL, create_db_engine, upgrade_database
 from .export import ExportDestination, Exporter, export_lease
 from .ingest import DEFAULT_OTLP_GRPC_PORT, GrpcReceiver, SpanLimits, create_receiver_app
 from .jobs import RETENTION_LEASE, LeaseKeeper, run_retention, run_summaries
-from .link import Connections, HistoryLinker, load_connect_configs
+from .link import DEFAULT_CALLS_PER_SECOND, Connections, HistoryLinker, load_connect_configs
 from .store import Store
 
 __all__ = [
@@ -51,6 +51,8 @@ class ServeSettings:
     # OTLP/gRPC receiver; 0 turns it off.
     otlp_grpc_port: int = DEFAULT_OTLP_GRPC_PORT
     poll_interval: float = 1.0
+    # The linker's budget of Temporal calls a second per namespace, shared by collectors.
+    temporal_calls_per_second: float = DEFAULT_CALLS_PER_SECOND
     temporal_ui_url: str | None = None
     tokens_file: Path | None = None
     # Upstream OTLP backends (Jaeger, Tempo...) the stored spans are forwarded to.
@@ -136,7 +138,13 @@ async def run_collector(settings: ServeSettings) -> AsyncIterator[Collector]:
         *([RETENTION_LEASE] if settings.retention is not None else []),
     ]
     leases.held = await asyncio.to_thread(leases.balance, lease_names)
-    linker = HistoryLinker(store, connections, poll_interval=settings.poll_interval, leases=leases)
+    linker = HistoryLinker(
+        store,
+        connections,
+        poll_interval=settings.poll_interval,
+        leases=leases,
+        calls_per_second=settings.temporal_calls_per_second,
+    )
     web_settings = WebSettings(
         temporal_ui_urls={"*": settings.temporal_ui_url} if settings.temporal_ui_url else {},
         tokens_file=settings.tokens_file,

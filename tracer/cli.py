@@ -42,6 +42,16 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"temporal-tracer: {name}={value!r} is not a whole number") from None
 
 
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SystemExit(f"temporal-tracer: {name}={value!r} is not a number") from None
+
+
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
 
@@ -199,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
         "default %(default)s)",
     )
     serve.add_argument(
+        "--temporal-calls-per-second",
+        type=float,
+        default=_env_float("TEMPORAL_TRACER_TEMPORAL_CALLS_PER_SECOND", 20.0),
+        metavar="CALLS",
+        help="the linker's budget of Temporal calls a second per namespace, shared by the "
+        "collectors linking it: re-reads of open runs wait for it, runs that start or close "
+        "do not (env TEMPORAL_TRACER_TEMPORAL_CALLS_PER_SECOND; default %(default)s)",
+    )
+    serve.add_argument(
         "--temporal-ui-url",
         default=_env("TEMPORAL_TRACER_TEMPORAL_UI_URL"),
         metavar="URL",
@@ -324,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 retention = parse_duration(args.retention) if args.retention else None
                 otlp_token = _otlp_token(args.otlp_token_file)
                 span_limits = SpanLimits.from_env()
+                if not args.temporal_calls_per_second >= 0:  # also refuses nan
+                    raise ValueError("--temporal-calls-per-second must be 0 or more")
             except ValueError as err:
                 print(f"temporal-tracer serve: {err}", file=sys.stderr)
                 return 2
@@ -337,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 otlp_port=args.otlp_port,
                 otlp_grpc_port=args.otlp_grpc_port,
                 poll_interval=args.poll_interval,
+                temporal_calls_per_second=args.temporal_calls_per_second,
                 temporal_ui_url=args.temporal_ui_url,
                 retention=retention,
                 tokens_file=args.tokens_file,

@@ -151,12 +151,24 @@ class DevServer:
     db_file: Path | None = None
     log_file: Path | None = None
     host: str = "127.0.0.1"
+    # Prometheus metrics port (``/metrics``); 0 picks a free one.
+    metrics_port: int = 0
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def address(self) -> str:
         """``host:port`` of the front-end gRPC service."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (for measuring its CPU)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def metrics_url(self) -> str:
+        """URL of the server's Prometheus metrics (request counts per operation...)."""
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     @property
     def ui_address(self) -> str | None:
@@ -171,6 +183,8 @@ class DevServer:
             self.port = free_port(self.host)
         if self.ui_port:
             ensure_port_free(self.ui_port, "Temporal UI", self.host)
+        if not self.metrics_port:
+            self.metrics_port = free_port(self.host)
         args = [
             find_temporal_cli(),
             "server",
@@ -182,7 +196,7 @@ class DevServer:
             "--http-port",
             str(free_port(self.host)),
             "--metrics-port",
-            str(free_port(self.host)),
+            str(self.metrics_port),
             "--log-level",
             "warn",
         ]

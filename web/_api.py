@@ -15,7 +15,7 @@ from tracer.domain import ExecutionStatus, NodeKind
 from tracer.query import Scope, SpanInfo, TraceSummary, TreeNode, figures_of, iso_time
 
 from ._access import viewer_of
-from ._deps import settings_of, store_of
+from ._deps import refresh_open_runs, settings_of, store_of
 from ._pages import templates, tree_href
 from ._params import (
     MAX_ID_BYTES,
@@ -81,6 +81,7 @@ def namespaces(request: Request) -> JSONResponse:
                     "last_error": state.last_error,
                     "last_poll_at": state.last_poll_at.isoformat() if state.last_poll_at else None,
                     "close_cursor": state.close_cursor.isoformat() if state.close_cursor else None,
+                    "start_cursor": state.start_cursor.isoformat() if state.start_cursor else None,
                     "runs_linked": state.runs_linked,
                     "linked_by": owners.get(state.namespace),
                 }
@@ -148,6 +149,7 @@ def _tree_answer(
     root = store_of(request).tree(namespace, entry_id, run_id, scope=scope, kind=kind)
     if root is None:
         raise _missing(namespace, entry_id, kind)
+    refresh_open_runs(store_of(request), root)
     figures = figures_of(root)
     summary = _figures_json(
         scope,

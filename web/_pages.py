@@ -14,7 +14,7 @@ from tracer.domain import NodeKind, Status
 from tracer.query import Scope, TreeNode, figures_of
 
 from ._access import COOKIE_NAME, FailedLogins, client_of, same_origin, viewer_of
-from ._deps import settings_of, store_of
+from ._deps import refresh_open_runs, settings_of, store_of
 from ._format import fmt_duration, fmt_time, namespace_hue, split_name, wrap_at_separators
 from ._mapsvg import render_map_svg
 from ._params import (
@@ -186,6 +186,7 @@ def _tree_page(
             status_code=404,
             detail=f"no {what} {echo(entry_id)} in namespace {echo(namespace)}",
         )
+    refresh_open_runs(store_of(request), root)
     view = build_view(
         root,
         settings.temporal_ui_link,

@@ -72,7 +72,7 @@ async def test_an_older_read_of_a_history_never_overwrites_a_newer_one(
     partial = parse_history("orders", order_id, run_id, events[:12])
     assert partial.status == "running" and len(partial.calls) < len(full.calls)
     store.save_run(partial)
-    assert store.runs_progress("orders", [run_id])[run_id] == ("completed", len(events))
+    assert store.runs_progress("orders", [run_id])[run_id][:2] == ("completed", len(events))
     tree = _tree(store, "orders", order_id)
     assert len(tree["children"]) == len(full.calls)
 

@@ -32,6 +32,7 @@ __all__ = [
     "ExportCursor",
     "ExportRun",
     "Link",
+    "LinkWork",
     "NamespaceLease",
     "NamespaceState",
     "NexusEndpointRow",
@@ -233,8 +234,10 @@ class NamespaceState(Base):
     namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))  # starting | ok | error
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # Close time of the newest closed run read: discovery resumes from here after a restart.
+    # Where discovery resumes (after a restart too): runs closed, and runs started, at or
+    # after these times are listed again (see tracer.link's discovery).
     close_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    start_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     runs_linked: Mapped[int] = mapped_column(BigInteger, default=0)
 
@@ -267,6 +270,42 @@ class RunWait(Base):
     start_time: Mapped[datetime] = mapped_column(UTCDateTime())
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     detail: Mapped[str] = mapped_column(String(1000), default="")
+
+
+class LinkWork(Base):
+    """A run the linker has to read: every open run it knows, and runs evidence points at.
+
+    Collectors linking one namespace share its rows: each claims a batch (``FOR UPDATE
+    SKIP LOCKED`` on PostgreSQL) until ``claim_expires_at``, so they read disjoint runs and
+    a dead collector's claims go to another one when they expire. A run that closed is
+    read once more and leaves the queue.
+    """
+
+    __tablename__ = "link_work_queue"
+    __table_args__ = (
+        UniqueConstraint("namespace", "run_id", name="uq_link_work_queue_run"),
+        # Evidence first, oldest request first; then the stalest runs.
+        Index("ix_link_work_queue_requested", "namespace", "priority", "requested_at"),
+        Index("ix_link_work_queue_due", "namespace", "due_at"),
+        # Spans name a run by its id alone.
+        Index("ix_link_work_queue_run_id", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(255))
+    workflow_id: Mapped[str] = mapped_column(String(1000))
+    run_id: Mapped[str] = mapped_column(String(64))
+    # Evidence that the run changed (null: none pending) and how urgent it is
+    # (tracer.store.Priority: discovery comes before spans and page views).
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    # When a re-read for staleness is due, and when the run was last read.
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Which collector reads it now, since when and until when.
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class StoreProbe(Base):

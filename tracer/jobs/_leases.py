@@ -45,6 +45,9 @@ class LeaseKeeper:
         self.started_at = datetime.now(UTC)
         # The namespaces this collector links right now (empty until the first balance).
         self.held: set[str] = set()
+        # Collectors alive on this database (this one included), as of the last balance:
+        # they share each namespace's budget of Temporal calls.
+        self.live = 1
 
     async def run(self, namespaces: Sequence[str], stop: asyncio.Event) -> None:
         """Keep :attr:`held` current until ``stop`` is set, then give every lease back.
@@ -83,7 +86,8 @@ class LeaseKeeper:
             live = session.scalars(
                 select(CollectorInstance.id).where(CollectorInstance.heartbeat_at > now - self.ttl)
             ).all()
-            fair_share = math.ceil(len(namespaces) / max(len(live), 1))
+            self.live = max(len(live), 1)
+            fair_share = math.ceil(len(namespaces) / self.live)
             insert_ignoring_duplicates(
                 session,
                 NamespaceLease,

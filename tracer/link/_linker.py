@@ -1,8 +1,16 @@
 """The history linker: discovers runs per namespace, reads histories, stores their links.
 
-Histories are the durable source of every edge: spans only add detail. The linker lists
-executions through the visibility API, re-reads runs until they close, follows links into
-other configured namespaces, and resumes from a per-namespace cursor after a restart.
+Histories are the durable source of every edge: spans only add detail. Each pass, the
+collector holding a namespace's lease lists the runs that started or closed since its
+cursors (:mod:`._discovery`) and queues them; every collector linking the namespace then
+reads what the work queue in the store hands it (:class:`tracer.store.WorkQueue`):
+
+1. runs discovery found, and runs their links point at: at once;
+2. runs a span or a page view asked for: within the budget;
+3. open runs by staleness, the stalest first: within the budget.
+
+The budget is a number of Temporal calls a second per namespace, shared by every call the
+linker makes there (:class:`._budget.TokenBucket`) and split between the collectors alive.
 """
 
 from __future__ import annotations
@@ -12,32 +20,50 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from temporalio.api.operatorservice.v1 import ListNexusEndpointsRequest
-from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from tracer.domain import Status
-from tracer.jobs import LeaseHolder, run_periodically
-from tracer.store import LinkFacts, RunFacts, Store
+from tracer.jobs import DEFAULT_LEASE_TTL, LeaseKeeper, run_periodically
+from tracer.store import ClaimedRun, Priority, RunFacts, RunProgress, RunRead, Store
 
+from ._budget import DEFAULT_CALLS_PER_SECOND, TokenBucket
 from ._connections import Connections
+from ._discovery import SWEEP_EVERY, Cursors, runs_to_read
 from ._history import parse_history
+from ._temporal import CallCounts, TemporalCalls
 
 __all__ = ["HistoryLinker", "PollReport"]
 
 logger = logging.getLogger(__name__)
 
-# Visibility is eventually consistent: re-list runs that closed a little before the cursor.
-CURSOR_OVERLAP = timedelta(minutes=2)
 MAX_CONCURRENT_FETCHES = 8
+# Runs claimed at a time: small enough to be read well before the claim expires.
+CLAIM_BATCH = 4 * MAX_CONCURRENT_FETCHES
 # How often the Nexus endpoints (endpoint -> target namespace) are listed again.
 ENDPOINTS_REFRESH_SECONDS = 30.0
-# Longest wait between two reads of a workflow that is still running.
-MAX_REREAD_INTERVAL = 30.0
+# An open run is due a re-read after a twentieth of its age, within these bounds; the
+# budget decides when it is actually read.
+MIN_REREAD_INTERVAL = 10.0
+MAX_REREAD_INTERVAL = 300.0
+# Rounds of reading runs that other reads' links point at, within one pass.
+FOLLOW_ROUNDS = 3
+# Errors that say the server (or the way to it) is in trouble, not the run asked for.
+_TRANSIENT = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.UNKNOWN,
+    RPCStatusCode.INTERNAL,
+}
+# The longest a pass of the collector's loop spends reading one namespace's queue before
+# it lists again (a backfill goes on in the next pass).
+PASS_READ_SECONDS = 2.0
 
 
 @dataclass
@@ -48,8 +74,40 @@ class PollReport:
     errors: int = 0
 
 
+@dataclass
+class _Read:
+    """One claimed run, read (or not)."""
+
+    result: RunRead
+    facts: RunFacts | None = None
+    new: bool = False
+
+
+@dataclass
+class _Drained:
+    runs_read: int = 0
+    errors: int = 0
+    poked: set[str] = field(default_factory=set)
+
+
+def next_due(start_time: datetime | None, now: datetime) -> datetime:
+    """When an open run that started at ``start_time`` is due a re-read for staleness."""
+    age = (now - start_time).total_seconds() if start_time is not None else 0.0
+    return now + timedelta(seconds=min(max(age / 20, MIN_REREAD_INTERVAL), MAX_REREAD_INTERVAL))
+
+
 class HistoryLinker:
-    """Keeps the store in step with the histories of the configured namespaces."""
+    """Keeps the store in step with the histories of the configured namespaces.
+
+    Args:
+        store: Where runs, links and the work queue live.
+        connections: Temporal clients per namespace.
+        poll_interval: Seconds between two passes.
+        leases: The collector's lease keeper: discovery runs only in the namespaces it
+            holds, and the budget is split between the live collectors. Without it this
+            linker discovers in every namespace and spends the whole budget.
+        calls_per_second: The budget of Temporal calls a second per namespace.
+    """
 
     def __init__(
         self,
@@ -57,43 +115,85 @@ class HistoryLinker:
         connections: Connections,
         *,
         poll_interval: float = 1.0,
-        leases: LeaseHolder | None = None,
+        leases: LeaseKeeper | None = None,
+        calls_per_second: float = DEFAULT_CALLS_PER_SECOND,
     ) -> None:
         self.store = store
         self.connections = connections
         self.poll_interval = poll_interval
-        # With leases (kept by the collector), this linker reads only the namespaces it
-        # holds: several collectors on one database share the work.
         self.leases = leases
+        self.calls_per_second = calls_per_second
+        self.id = leases.id if leases is not None else uuid.uuid4().hex
+        self.claim_ttl = leases.ttl if leases is not None else DEFAULT_LEASE_TTL
+        self.calls = CallCounts()
+        """Temporal calls made so far, by namespace and method."""
         self._fetch_slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         self._failing: set[str] = set()
-        # When each running run was last read (monotonic seconds); forgotten once it closed.
-        self._last_read: dict[str, float] = {}
+        self._budgets: dict[str, TokenBucket] = {}
+        self._swept_at: dict[str, float] = {}
         self._endpoints: list[tuple[str, str, str]] = []
         self._endpoints_read_at = -math.inf
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every namespace until ``stop`` is set."""
+        """Poll every namespace until ``stop`` is set; then give back unread claims."""
         await asyncio.to_thread(self.store.ensure_namespace_states, self.connections.namespaces)
         logger.info("linking namespaces: %s", ", ".join(self.connections.namespaces))
 
         async def poll() -> None:
-            await self.poll_once()
+            await self.poll_once(read_seconds=PASS_READ_SECONDS)
 
-        await run_periodically(poll, stop, name="linker pass", interval=self.poll_interval)
+        try:
+            await run_periodically(poll, stop, name="linker pass", interval=self.poll_interval)
+        finally:
+            try:
+                await asyncio.to_thread(self.store.release_runs, self.id)
+            except Exception as err:  # the claims expire anyway, within the lease TTL
+                logger.warning("could not give back claimed runs: %s", err)
 
-    async def poll_once(self) -> PollReport:
-        """One pass: refresh endpoints, then read what changed in every namespace."""
+    async def poll_once(self, *, read_seconds: float | None = None) -> PollReport:
+        """One pass: list what changed where this collector holds the lease, then read
+        what the work queue hands it in every namespace.
+
+        Args:
+            read_seconds: Stop taking more runs from a namespace's queue after this long
+                (``None``: until nothing is left that discovery asked for).
+        """
         namespaces = self.connections.namespaces
+        held = namespaces
         if self.leases is not None:
-            held = self.leases.held
-            namespaces = [namespace for namespace in namespaces if namespace in held]
+            holding = self.leases.held
+            held = [namespace for namespace in namespaces if namespace in holding]
+        self._share_budget()
         await self._refresh_endpoints()
-        reports = await asyncio.gather(*(self._poll_namespace(ns) for ns in namespaces))
-        return PollReport(
-            runs_read=sum(report.runs_read for report in reports),
-            errors=sum(report.errors for report in reports),
-        )
+        report = PollReport()
+        listed = await asyncio.gather(*(self._discover(ns) for ns in held))
+        report.errors += sum(listed)
+        todo = [ns for ns in namespaces if ns not in self._failing or ns not in held]
+        for _ in range(FOLLOW_ROUNDS):
+            drained = await asyncio.gather(*(self._drain(ns, read_seconds) for ns in todo))
+            report.runs_read += sum(d.runs_read for d in drained)
+            report.errors += sum(d.errors for d in drained)
+            poked = set().union(*(d.poked for d in drained))
+            todo = [ns for ns in namespaces if ns in poked]
+            if not todo:
+                break
+        return report
+
+    def _share_budget(self) -> None:
+        """Each live collector spends its share of the namespace budget."""
+        collectors = max(self.leases.live, 1) if self.leases is not None else 1
+        for namespace in self.connections.namespaces:
+            self._budget(namespace).rate = self.calls_per_second / collectors
+
+    def _budget(self, namespace: str) -> TokenBucket:
+        bucket = self._budgets.get(namespace)
+        if bucket is None:
+            bucket = self._budgets[namespace] = TokenBucket(self.calls_per_second)
+        return bucket
+
+    async def _calls(self, namespace: str) -> TemporalCalls:
+        client = await self.connections.client(namespace)
+        return TemporalCalls(client, namespace, self._budget(namespace), self.calls)
 
     async def _refresh_endpoints(self) -> None:
         """Re-read the Nexus endpoints now and then (they name sync handlers' namespaces)."""
@@ -103,82 +203,44 @@ class HistoryLinker:
             if namespace in self._failing:
                 continue  # don't wait on a dead server before every pass
             try:
-                client = await self.connections.client(namespace)
-                response = await client.operator_service.list_nexus_endpoints(
-                    ListNexusEndpointsRequest(page_size=1000)
-                )
+                rows = await (await self._calls(namespace)).list_endpoints()
             except (RuntimeError, RPCError):
-                continue  # reported per namespace below; endpoints are a nicety
-            rows = [
-                (
-                    endpoint.spec.name,
-                    endpoint.spec.target.worker.namespace,
-                    endpoint.spec.target.worker.task_queue,
-                )
-                for endpoint in response.endpoints
-                if endpoint.spec.target.HasField("worker")
-            ]
+                continue  # reported per namespace by discovery; endpoints are a nicety
             if rows != self._endpoints:
                 await asyncio.to_thread(self.store.save_endpoints, rows)
                 self._endpoints = rows
             self._endpoints_read_at = time.monotonic()
             return
 
-    async def _poll_namespace(self, namespace: str) -> PollReport:
-        report = PollReport()
-        started = time.monotonic()
-        # Every run that closed before this moment is in this listing (or an earlier one):
-        # the next pass only needs runs closed since then, plus those still running.
+    async def _discover(self, namespace: str) -> int:
+        """List the runs that started or closed since the cursors and queue those to read;
+        return 1 on error, else 0."""
         listed_at = datetime.now(UTC)
+        sweep = time.monotonic() - self._swept_at.get(namespace, -math.inf) >= SWEEP_EVERY
         try:
-            client = await self.connections.client(namespace)
+            calls = await self._calls(namespace)
             state = await asyncio.to_thread(self.store.namespace_state, namespace)
-            cursor = state.close_cursor if state is not None else None
-            query = "ExecutionStatus = 'Running'"
-            if cursor is not None:
-                since = (cursor - CURSOR_OVERLAP).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                query += f" OR CloseTime >= '{since}'"
-            else:
-                query = ""  # first pass: everything the namespace still keeps
-            listed = [e async for e in client.list_workflows(query, page_size=1000)]
+            cursors = Cursors(
+                state.start_cursor if state else None, state.close_cursor if state else None
+            )
+            listed = await calls.list_runs(cursors.query(sweep=sweep))
             known = await asyncio.to_thread(
-                self.store.runs_progress, namespace, [e.run_id for e in listed]
+                self.store.runs_progress, namespace, [run.run_id for run in listed]
             )
-            new = [(e.id, e.run_id) for e in listed if e.run_id not in known]
-            # Stored as running: read again once it closed, or when its turn comes.
-            running = [
-                (e.id, e.run_id)
-                for e in listed
-                if known.get(e.run_id, ("",))[0] == Status.RUNNING
-                and (
-                    e.status != WorkflowExecutionStatus.RUNNING or self._due(e.run_id, e.start_time)
-                )
-            ]
-            if cursor is None and new:
-                logger.info("%s: first pass, reading %d histories", namespace, len(new))
-            # New runs first: a handler that just started is an edge waiting to be shown.
-            read: list[RunFacts | None] = []
-            for batch in (new, running):
-                read += await asyncio.gather(
-                    *(
-                        self._read_run(client, namespace, wid, rid, known.get(rid, ("", 0))[1])
-                        for wid, rid in batch
-                    )
-                )
-            changed = [facts for facts in read if facts is not None]
-            report.runs_read = len(changed)
-            await self._follow_links(changed)
+            found = runs_to_read(
+                listed,
+                {run_id: (seen.status, seen.history_length) for run_id, seen in known.items()},
+            )
+            if found:
+                if cursors.query() == "":
+                    logger.info("%s: first pass, %d histories to read", namespace, len(found))
+                await asyncio.to_thread(self.store.enqueue_runs, namespace, found)
+            cursors = cursors.advance(listed, listed_at)
         except (RuntimeError, RPCError, OSError) as err:
-            self.connections.forget(namespace)
-            message = _describe_error(err, self.connections.address(namespace))
-            if namespace not in self._failing:
-                logger.error("namespace %s: %s", namespace, message)
-                self._failing.add(namespace)
-            await asyncio.to_thread(
-                self.store.set_namespace_status, namespace, "error", error=message
-            )
-            report.errors = 1
-            return report
+            await self._failed(namespace, err)
+            return 1
+        if sweep:
+            self._swept_at[namespace] = time.monotonic()
         if namespace in self._failing:
             logger.info("namespace %s: reachable again", namespace)
             self._failing.discard(namespace)
@@ -186,85 +248,187 @@ class HistoryLinker:
             self.store.set_namespace_status,
             namespace,
             "ok",
-            close_cursor=listed_at,
-            runs_linked=report.runs_read,
+            close_cursor=cursors.close,
+            start_cursor=cursors.start,
         )
-        if report.runs_read:
-            logger.debug(
-                "%s: read %d histories in %.2fs",
-                namespace,
-                report.runs_read,
-                time.monotonic() - started,
-            )
-        return report
+        return 0
 
-    def _due(self, run_id: str, start_time: datetime) -> bool:
-        """Whether a running run is due a new read: young runs every pass, old ones less often.
+    async def _failed(self, namespace: str, err: BaseException) -> None:
+        self.connections.forget(namespace)
+        message = _describe_error(err, self.connections.address(namespace))
+        if namespace not in self._failing:
+            logger.error("namespace %s: %s", namespace, message)
+            self._failing.add(namespace)
+        await asyncio.to_thread(self.store.set_namespace_status, namespace, "error", error=message)
 
-        The interval is a twentieth of the run's age, between the poll interval and
-        :data:`MAX_REREAD_INTERVAL`: a run that has been going for an hour is not re-read
-        every second, yet a closed run is always read at once (see the caller).
-        """
-        now = time.monotonic()
-        interval = min((datetime.now(UTC) - start_time).total_seconds() / 20, MAX_REREAD_INTERVAL)
-        if (
-            interval > self.poll_interval
-            and now - self._last_read.get(run_id, -math.inf) < interval
+    async def _drain(self, namespace: str, read_seconds: float | None) -> _Drained:
+        """Read what the queue hands this collector in ``namespace``: everything discovery
+        asked for, then requests and stale runs as far as the budget allows."""
+        drained = _Drained()
+        started = time.monotonic()
+        budget = self._budget(namespace)
+        try:
+            calls = await self._calls(namespace)
+            while read_seconds is None or time.monotonic() - started < read_seconds:
+                claimed = await asyncio.to_thread(
+                    self.store.claim_runs,
+                    namespace,
+                    self.id,
+                    discovery=CLAIM_BATCH,
+                    budgeted=min(CLAIM_BATCH, budget.available()),
+                    ttl=self.claim_ttl,
+                )
+                if not claimed:
+                    break
+                reads = await self._read_claimed(calls, claimed)
+                drained.runs_read += sum(1 for read in reads if read.facts is not None)
+                drained.poked |= await self._follow(reads)
+        except (RuntimeError, RPCError, OSError) as err:
+            # Discovery reports the namespace's health; the runs go back to the queue.
+            logger.info("namespace %s: reading runs failed, retrying next pass: %s", namespace, err)
+            self.connections.forget(namespace)
+            drained.errors = 1
+        if drained.runs_read:
+            await asyncio.to_thread(self.store.add_runs_linked, namespace, drained.runs_read)
+        return drained
+
+    async def _read_claimed(
+        self, calls: TemporalCalls, claimed: Sequence[ClaimedRun]
+    ) -> list[_Read]:
+        """Read a batch of claimed runs, store what changed and give the claims back."""
+        namespace = calls.namespace
+        # A run is not started after this: its claim could have moved on by the end.
+        deadline = time.monotonic() + self.claim_ttl.total_seconds() / 2
+        known = await asyncio.to_thread(
+            self.store.runs_progress, namespace, [run.run_id for run in claimed]
+        )
+        outcomes = await asyncio.gather(
+            *(self._read_one(calls, run, known.get(run.run_id), deadline) for run in claimed),
+            return_exceptions=True,
+        )
+        reads = [
+            outcome if isinstance(outcome, _Read) else _Read(RunRead(run.run_id, read=False))
+            for run, outcome in zip(claimed, outcomes, strict=True)
+        ]
+        changed = [read.facts for read in reads if read.facts is not None]
+        known_endpoints = {name for name, _, _ in self._endpoints}
+        if any(
+            call.endpoint and call.endpoint not in known_endpoints
+            for facts in changed
+            for call in facts.calls
         ):
-            return False
-        self._last_read[run_id] = now
-        return True
+            self._endpoints_read_at = -math.inf  # a new endpoint: list them next pass
+        try:
+            if changed:
+                await asyncio.to_thread(self.store.save_runs, changed)
+        except BaseException:
+            # Nothing was stored: every run goes back to the queue as it was.
+            unread = [RunRead(run.run_id, read=False) for run in claimed]
+            await asyncio.to_thread(self.store.finish_runs, namespace, self.id, unread)
+            raise
+        await asyncio.to_thread(
+            self.store.finish_runs, namespace, self.id, [read.result for read in reads]
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return reads
 
-    async def _read_run(
-        self, client: Client, namespace: str, workflow_id: str, run_id: str, known_length: int = 0
-    ) -> RunFacts | None:
-        """Read and store a run; ``None`` when it is gone or has no new event since last time."""
+    async def _read_one(
+        self,
+        calls: TemporalCalls,
+        run: ClaimedRun,
+        known: RunProgress | None,
+        deadline: float,
+    ) -> _Read:
+        if known is not None and known.status != Status.RUNNING:
+            return _Read(RunRead(run.run_id, open=False))  # final: nothing to read
         async with self._fetch_slots:
+            if time.monotonic() > deadline:
+                return _Read(RunRead(run.run_id, read=False))
             try:
-                history = await client.get_workflow_handle(
-                    workflow_id, run_id=run_id
-                ).fetch_history()
+                history = await calls.fetch_history(
+                    run.workflow_id, run.run_id, known.history_length if known else 0
+                )
             except RPCError as err:
-                if err.status == RPCStatusCode.NOT_FOUND:
-                    return None  # deleted by retention between list and read
-                raise
-        if history.events and history.events[-1].event_id == known_length:
-            return None  # a running workflow with nothing new: nothing to parse or write
-        facts = parse_history(namespace, workflow_id, run_id or history.run_id, history.events)
-        if facts.status != Status.RUNNING:
-            self._last_read.pop(facts.run_id, None)
-        await asyncio.to_thread(self.store.save_run, facts)
-        return facts
+                if err.status in _TRANSIENT:
+                    raise  # the server, not this run: the whole batch waits for the next pass
+                # This run only (say, permission denied): try again later, by staleness,
+                # so it never holds up the runs behind it.
+                logger.warning(
+                    "%s/%s: cannot read its history: %s", calls.namespace, run.workflow_id, err
+                )
+                retry = datetime.now(UTC) + timedelta(seconds=MAX_REREAD_INTERVAL)
+                return _Read(RunRead(run.run_id, next_due=retry))
+        now = datetime.now(UTC)
+        if history.gone:
+            return _Read(RunRead(run.run_id, open=False))
+        if history.unchanged:
+            start = known.start_time if known is not None else None
+            return _Read(RunRead(run.run_id, next_due=next_due(start, now)))
+        facts = parse_history(calls.namespace, run.workflow_id, run.run_id, history.events)
+        is_open = facts.status == Status.RUNNING
+        return _Read(
+            RunRead(run.run_id, open=is_open, next_due=next_due(facts.start_time, now)),
+            facts,
+            new=known is None,
+        )
 
-    async def _follow_links(self, read: Iterable[RunFacts]) -> None:
-        """Read runs that links point to in other configured namespaces, at once."""
-        links = [link for facts in read for link in facts.links]
-        if not links:
-            return
-        targets = await asyncio.to_thread(self._unread_ends, links)
-        for namespace, workflow_id, run_id in targets:
-            try:
-                client = await self.connections.client(namespace)
-                await self._read_run(client, namespace, workflow_id, run_id)
-            except (RuntimeError, RPCError) as err:
-                logger.debug("could not follow link to %s/%s: %s", namespace, workflow_id, err)
+    async def _follow(self, reads: Iterable[_Read]) -> set[str]:
+        """Queue the runs that new links point at; return the namespaces queued into.
 
-    def _unread_ends(self, links: Iterable[LinkFacts]) -> set[tuple[str, str, str]]:
-        """Ends of ``links`` in configured namespaces that the store has not read yet
-        (blocking: runs in a worker thread)."""
-        ends: dict[str, set[tuple[str, str]]] = {}
-        for link in links:
-            for namespace, workflow_id, run_id in (
-                (link.handler_namespace, link.handler_workflow_id, link.handler_run_id),
-                (link.caller_namespace, link.caller_workflow_id, link.caller_run_id),
-            ):
-                if namespace in self.connections.configs and run_id:
-                    ends.setdefault(namespace, set()).add((workflow_id, run_id))
-        unread: set[tuple[str, str, str]] = set()
-        for namespace, pairs in ends.items():
-            known = self.store.runs_progress(namespace, sorted({run_id for _, run_id in pairs}))
-            unread.update((namespace, wid, rid) for wid, rid in pairs if rid not in known)
-        return unread
+        Ends never read are read at once. A run just discovered also has the known open
+        runs it names read again: a handler's start changes its caller's history (and a
+        child's, its parent's).
+        """
+        ends: dict[str, dict[str, str]] = {}
+        asked: dict[str, set[str]] = {}
+        for read in reads:
+            facts = read.facts
+            if facts is None:
+                continue
+            named = [
+                (link.handler_namespace, link.handler_workflow_id, link.handler_run_id)
+                for link in facts.links
+            ] + [
+                (link.caller_namespace, link.caller_workflow_id, link.caller_run_id)
+                for link in facts.links
+            ]
+            if facts.parent_run_id and facts.parent_workflow_id:
+                named.append(
+                    (
+                        facts.parent_namespace or facts.namespace,
+                        facts.parent_workflow_id,
+                        facts.parent_run_id,
+                    )
+                )
+            for namespace, workflow_id, run_id in named:
+                if namespace not in self.connections.configs or not run_id:
+                    continue
+                if (namespace, run_id) == (facts.namespace, facts.run_id):
+                    continue
+                ends.setdefault(namespace, {})[run_id] = workflow_id
+                if read.new:
+                    asked.setdefault(namespace, set()).add(run_id)
+        if not ends:
+            return set()
+        return await asyncio.to_thread(self._queue_ends, ends, asked)
+
+    def _queue_ends(self, ends: dict[str, dict[str, str]], asked: dict[str, set[str]]) -> set[str]:
+        """Queue the unread ends, and the open ones a new run names (blocking)."""
+        poked: set[str] = set()
+        for namespace, runs in ends.items():
+            known = self.store.runs_progress(namespace, list(runs))
+            wanted = [
+                (workflow_id, run_id)
+                for run_id, workflow_id in runs.items()
+                if run_id not in known
+                or (known[run_id].status == Status.RUNNING and run_id in asked.get(namespace, ()))
+            ]
+            if wanted:
+                self.store.enqueue_runs(namespace, wanted, priority=Priority.DISCOVERY)
+                poked.add(namespace)
+        return poked
 
 
 def _describe_error(err: BaseException, address: str) -> str:

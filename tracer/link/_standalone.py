@@ -156,12 +156,15 @@ class StandaloneOperations:
         known = await asyncio.to_thread(
             self.store.runs_progress, namespace, [info.run_id for info in listed]
         )
-        changed = [
-            info
-            for info in listed
-            if known.get(info.run_id)
-            != (_STATUS.get(info.status, Status.RUNNING), info.state_transition_count)
-        ]
+        changed = []
+        for info in listed:
+            stored = known.get(info.run_id)
+            status = _STATUS.get(info.status, Status.RUNNING)
+            if stored is None or (stored.status, stored.history_length) != (
+                status,
+                info.state_transition_count,
+            ):
+                changed.append(info)
         for info in changed:
             await self.read(client, OpenRun(namespace, info.operation_id, info.run_id))
         return len(changed)

@@ -13,23 +13,30 @@ from ._store import (
     NexusEndpoint,
     NodeDetail,
     Readiness,
+    RunProgress,
     Store,
     StoreUnavailableError,
 )
 from ._summaries import forget_trees
+from ._work import ClaimedRun, Priority, RunRead, WorkCounts
 
 __all__ = [
     "LINKER_STALE_AFTER",
     "CallFacts",
+    "ClaimedRun",
     "LinkFacts",
     "NamespaceStatus",
     "NexusEndpoint",
     "NodeDetail",
     "OpenRun",
+    "Priority",
     "Readiness",
     "RunFacts",
+    "RunProgress",
+    "RunRead",
     "Store",
     "StoreUnavailableError",
     "WaitFacts",
+    "WorkCounts",
     "forget_trees",
 ]

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, delete, event, func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +48,7 @@ from ._facts import RunFacts
 from ._pending import OpenRun, save_pending, stale_pending_runs
 from ._span_namespaces import fill_span_namespaces, with_namespaces
 from ._summaries import refresh_summaries
+from ._work import WorkQueue, request_in_session
 
 __all__ = [
     "LINKER_STALE_AFTER",
@@ -56,6 +57,7 @@ __all__ = [
     "NexusEndpoint",
     "NodeDetail",
     "Readiness",
+    "RunProgress",
     "Store",
     "StoreUnavailableError",
 ]
@@ -139,6 +141,14 @@ class _SpanWalk:
     newest: tuple[int | None, int | None] | None = None
 
 
+class RunProgress(NamedTuple):
+    """How far the linker has read a stored run."""
+
+    status: str
+    history_length: int
+    start_time: datetime
+
+
 @dataclass(frozen=True)
 class NexusEndpoint:
     """A Nexus endpoint and where it delivers (read from Temporal's operator API)."""
@@ -176,6 +186,7 @@ class NamespaceStatus:
     status: str
     last_error: str | None
     close_cursor: datetime | None
+    start_cursor: datetime | None
     last_poll_at: datetime | None
     runs_linked: int
 
@@ -185,7 +196,7 @@ class NamespaceStatus:
         return cls(**{field.name: getattr(row, field.name) for field in fields(cls)})
 
 
-class Store:
+class Store(WorkQueue):
     """The SQL store behind an engine (SQLite or PostgreSQL): every write, and every read
     the UI and API make, returning plain values.
 
@@ -510,33 +521,54 @@ class Store:
                 kind=kind,
             )
 
-    def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
-        """``run_id -> (status, history_length)`` for those of ``run_ids`` that are stored."""
-        found: dict[str, tuple[str, int]] = {}
+    def runs_progress(self, namespace: str, run_ids: Sequence[str]) -> dict[str, RunProgress]:
+        """What is stored of those of ``run_ids`` that are stored, by run id."""
+        found: dict[str, RunProgress] = {}
         with self.session() as session:
-            for first in range(0, len(run_ids), 500):
+            for part in chunks(sorted(set(run_ids))):
                 rows = session.execute(
                     select(
-                        WorkflowRun.run_id, WorkflowRun.status, WorkflowRun.history_length
-                    ).where(
-                        WorkflowRun.namespace == namespace,
-                        WorkflowRun.run_id.in_(run_ids[first : first + 500]),
-                    )
+                        WorkflowRun.run_id,
+                        WorkflowRun.status,
+                        WorkflowRun.history_length,
+                        WorkflowRun.start_time,
+                    ).where(WorkflowRun.namespace == namespace, WorkflowRun.run_id.in_(part))
                 )
-                found.update((run_id, (status, length)) for run_id, status, length in rows)
+                found.update((row[0], RunProgress(row[1], row[2], row[3])) for row in rows)
         return found
 
-    def save_endpoints(self, endpoints: Iterable[tuple[str, str, str]]) -> None:
+    def save_endpoints(self, endpoints: Sequence[tuple[str, str, str]]) -> None:
         """Replace the known Nexus endpoints with ``(name, namespace, task_queue)`` rows."""
         now = _now()
+        rows = [
+            {"name": name, "target_namespace": ns, "target_task_queue": queue, "updated_at": now}
+            for name, ns, queue in endpoints
+        ]
         with self.session.begin() as session:
-            session.execute(delete(NexusEndpointRow))
-            session.add_all(
-                NexusEndpointRow(
-                    name=name, target_namespace=ns, target_task_queue=queue, updated_at=now
+            before = {
+                name: (namespace, queue)
+                for name, namespace, queue in session.execute(
+                    select(
+                        NexusEndpointRow.name,
+                        NexusEndpointRow.target_namespace,
+                        NexusEndpointRow.target_task_queue,
+                    )
                 )
-                for name, ns, queue in endpoints
+            }
+            session.execute(delete(NexusEndpointRow))
+            # Another collector may be writing the same rows right now.
+            insert_ignoring_duplicates(session, NexusEndpointRow, rows)
+            changed = sorted(
+                name for name, ns, queue in endpoints if before.get(name) != (ns, queue)
             )
+            # Trees summarized while an endpoint was unknown named its calls' far side
+            # after the endpoint: summarize them again.
+            for part in chunks(changed):
+                session.execute(
+                    update(WorkflowRun)
+                    .where(WorkflowRun.id.in_(select(Call.run_pk).where(Call.endpoint.in_(part))))
+                    .values(summary_dirty=True)
+                )
 
     def save_spans(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert span rows in one transaction; a span already stored is skipped.
@@ -554,6 +586,8 @@ class Store:
         with self.session.begin() as session:
             # Spans of a run already linked take its namespace now (one query per call).
             insert_ignoring_duplicates(session, Span, with_namespaces(session, rows))
+            # A span of an open run is evidence that it changed: the linker reads it soon.
+            request_in_session(session, {row["run_id"] for row in rows if row.get("run_id")})
         # Checked after the commit too: the folder may have gone while it was written.
         self.check_file()
 
@@ -600,9 +634,13 @@ class Store:
         *,
         error: str | None = None,
         close_cursor: datetime | None = None,
+        start_cursor: datetime | None = None,
         runs_linked: int = 0,
     ) -> None:
-        """Record a poll of ``namespace``: its status, error, cursor and runs read."""
+        """Record a poll of ``namespace``: its status, error, cursors and runs read.
+
+        A cursor only moves forward: discovery never lists a time range twice for it.
+        """
         now = _now()
         with self.session.begin() as session:
             state = session.get(NamespaceState, namespace)
@@ -616,7 +654,22 @@ class Store:
                 state.close_cursor is None or close_cursor > state.close_cursor
             ):
                 state.close_cursor = close_cursor
+            if start_cursor is not None and (
+                state.start_cursor is None or start_cursor > state.start_cursor
+            ):
+                state.start_cursor = start_cursor
             state.runs_linked = (state.runs_linked or 0) + runs_linked
+
+    def add_runs_linked(self, namespace: str, runs: int) -> None:
+        """Count ``runs`` more histories read in ``namespace`` (by any collector)."""
+        if runs <= 0:
+            return
+        with self.session.begin() as session:
+            session.execute(
+                update(NamespaceState)
+                .where(NamespaceState.namespace == namespace)
+                .values(runs_linked=NamespaceState.runs_linked + runs)
+            )
 
     def ensure_namespace_states(self, namespaces: Iterable[str]) -> None:
         """Give every configured namespace a state row ("starting" until first polled).
