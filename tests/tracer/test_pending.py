@@ -184,6 +184,11 @@ async def test_hanging_calls_say_why(
     assert lonely["children"] == []
     assert pollers == {"workflow": [], "nexus": []}
 
+    # The linker describes what it reads with calls in flight, page views or not.
+    linked = store.tree("orders", ids["failing"], scope=None)
+    assert linked is not None
+    assert linker.calls.by_method["DescribeWorkflowExecution"] > 0
+
     # Once the callers are gone, nothing is pending any more.
     await linker.poll_once()
     for case, workflow_id in ids.items():

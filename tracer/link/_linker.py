@@ -9,6 +9,10 @@ reads what the work queue in the store hands it (:class:`tracer.store.WorkQueue`
 2. runs a span or a page view asked for: within the budget;
 3. open runs by staleness, the stalest first: within the budget.
 
+An open run read with an activity or Nexus call still running is also described (its
+pending state: attempts, last failure), and standalone Nexus operations are listed every
+few seconds; both are paid from the same budget.
+
 The budget is a number of Temporal calls a second per namespace, shared by every call the
 linker makes there (:class:`._budget.TokenBucket`) and split between the collectors alive.
 """
@@ -35,6 +39,8 @@ from ._budget import DEFAULT_CALLS_PER_SECOND, TokenBucket
 from ._connections import Connections
 from ._discovery import SWEEP_EVERY, Cursors, runs_to_read
 from ._history import parse_history
+from ._pending import PendingReader
+from ._standalone import StandaloneOperations
 from ._temporal import CallCounts, TemporalCalls
 
 __all__ = ["HistoryLinker", "PollReport"]
@@ -61,6 +67,10 @@ _TRANSIENT = {
     RPCStatusCode.UNKNOWN,
     RPCStatusCode.INTERNAL,
 }
+# Standalone Nexus operations are listed this often per namespace (seconds).
+STANDALONE_EVERY = 5.0
+# How long the describes of one batch of runs with calls in flight may take.
+PENDING_DEADLINE_S = 5.0
 # The longest a pass of the collector's loop spends reading one namespace's queue before
 # it lists again (a backfill goes on in the next pass).
 PASS_READ_SECONDS = 2.0
@@ -133,6 +143,9 @@ class HistoryLinker:
         self._swept_at: dict[str, float] = {}
         self._endpoints: list[tuple[str, str, str]] = []
         self._endpoints_read_at = -math.inf
+        self._pending = PendingReader(store, connections, count_call=self._spend)
+        self._standalone = StandaloneOperations(store, count_call=self._spend)
+        self._standalone_at: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every namespace until ``stop`` is set; then give back unread claims."""
@@ -191,6 +204,13 @@ class HistoryLinker:
             bucket = self._budgets[namespace] = TokenBucket(self.calls_per_second)
         return bucket
 
+    def _spend(self, namespace: str, method: str) -> None:
+        """A Temporal call made outside :class:`TemporalCalls` (describes, standalone
+        operations): paid from the namespace's budget and counted like the others."""
+        self._budget(namespace).spend()
+        self.calls.by_namespace[namespace] += 1
+        self.calls.by_method[method] += 1
+
     async def _calls(self, namespace: str) -> TemporalCalls:
         client = await self.connections.client(namespace)
         return TemporalCalls(client, namespace, self._budget(namespace), self.calls)
@@ -239,6 +259,7 @@ class HistoryLinker:
         except (RuntimeError, RPCError, OSError) as err:
             await self._failed(namespace, err)
             return 1
+        await self._discover_operations(namespace)
         if sweep:
             self._swept_at[namespace] = time.monotonic()
         if namespace in self._failing:
@@ -252,6 +273,17 @@ class HistoryLinker:
             start_cursor=cursors.start,
         )
         return 0
+
+    async def _discover_operations(self, namespace: str) -> None:
+        """Standalone Nexus operations that started or closed lately (every few seconds:
+        they are rare, and a list costs a call even when nothing changed)."""
+        if time.monotonic() - self._standalone_at.get(namespace, -math.inf) < STANDALONE_EVERY:
+            return
+        self._standalone_at[namespace] = time.monotonic()
+        try:
+            await self._standalone.poll(await self.connections.client(namespace), namespace)
+        except (RuntimeError, RPCError, OSError) as err:
+            logger.info("namespace %s: standalone operations not read: %s", namespace, err)
 
     async def _failed(self, namespace: str, err: BaseException) -> None:
         self.connections.forget(namespace)
@@ -329,10 +361,20 @@ class HistoryLinker:
         await asyncio.to_thread(
             self.store.finish_runs, namespace, self.id, [read.result for read in reads]
         )
+        await self._describe_in_flight(namespace, [read.result.run_id for read in reads])
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
         return reads
+
+    async def _describe_in_flight(self, namespace: str, run_ids: list[str]) -> None:
+        """Read what Temporal says of the running calls of the open runs just read (their
+        retries and last failures are not in history), within the budget: the rest wait
+        for their next read."""
+        runs = await asyncio.to_thread(self.store.in_flight_runs, namespace, run_ids)
+        room = self._budget(namespace).available()
+        if runs and room:
+            await self._pending.refresh(runs[:room], deadline_s=PENDING_DEADLINE_S)
 
     async def _read_one(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +60,8 @@ class PendingReader:
     store: Store
     connections: Connections
     describes: int = 0
+    # Told of every Temporal call (namespace, method): the linker's budget and counts.
+    count_call: Callable[[str, str], None] = lambda namespace, method: None
     _pollers: dict[tuple[str, str], int | None] = field(default_factory=dict)
     _known_endpoints: list[NexusEndpoint] | None = None
 
@@ -67,12 +69,13 @@ class PendingReader:
         """Describe one open run and store its pending calls; ``False`` when Temporal did
         not answer (the old state stays, with its age)."""
         if run.kind == NodeKind.NEXUS_OPERATION:
-            self.describes += 1
+            self.describes += 1  # counted by the operation's reader
             client = await self.connections.client(run.namespace)
-            return await StandaloneOperations(self.store).read(client, run)
+            return await StandaloneOperations(self.store, self.count_call).read(client, run)
         try:
             client = await self.connections.client(run.namespace)
             self.describes += 1
+            self.count_call(run.namespace, "DescribeWorkflowExecution")
             response = await client.workflow_service.describe_workflow_execution(
                 DescribeWorkflowExecutionRequest(
                     namespace=run.namespace,
@@ -125,6 +128,7 @@ class PendingReader:
         try:
             client = await self.connections.client(namespace)
             self.describes += 1
+            self.count_call(namespace, "DescribeTaskQueue")
             described = await client.workflow_service.describe_task_queue(
                 DescribeTaskQueueRequest(
                     namespace=namespace,

@@ -122,11 +122,12 @@ def operation_facts(namespace: str, response: DescribeNexusOperationExecutionRes
 class StandaloneOperations:
     """Finds the standalone operations of each namespace that changed, and stores them.
 
-    ``count_call`` is told of every Temporal call, so the linker's budget sees them.
+    ``count_call`` is told of every Temporal call (namespace, method), so the linker's
+    budget sees them.
     """
 
     store: Store
-    count_call: Callable[[str], None] = lambda namespace: None
+    count_call: Callable[[str, str], None] = lambda namespace, method: None
     _since: dict[str, datetime] = field(default_factory=dict)
     _unsupported_until: dict[str, datetime] = field(default_factory=dict)
 
@@ -171,7 +172,7 @@ class StandaloneOperations:
 
     async def read(self, client: Client, run: OpenRun) -> bool:
         """Describe one operation and store it (and, while it runs, its pending state)."""
-        self.count_call(run.namespace)
+        self.count_call(run.namespace, "DescribeNexusOperationExecution")
         try:
             response = await client.workflow_service.describe_nexus_operation_execution(
                 DescribeNexusOperationExecutionRequest(
@@ -198,7 +199,7 @@ class StandaloneOperations:
         found: list[NexusOperationExecutionListInfo] = []
         token = b""
         while True:
-            self.count_call(namespace)
+            self.count_call(namespace, "ListNexusOperationExecutions")
             page = await client.workflow_service.list_nexus_operation_executions(
                 ListNexusOperationExecutionsRequest(
                     namespace=namespace,

@@ -4,7 +4,7 @@ runs of a tree want describing again."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from tracer.db import Call, PendingState, WorkflowRun
 from tracer.domain import NodeKind, Status
-from tracer.query import CallGraph
+from tracer.query import CallGraph, chunks
 
-__all__ = ["OpenRun", "save_pending", "stale_pending_runs"]
+__all__ = ["OpenRun", "in_flight_runs", "save_pending", "stale_pending_runs"]
 
 # The calls whose pending state Temporal describes.
 _DESCRIBED_KINDS = (NodeKind.ACTIVITY, NodeKind.NEXUS_OPERATION)
@@ -93,3 +93,31 @@ def stale_pending_runs(
         .limit(limit)
     )
     return [OpenRun(*row) for row in session.execute(query)]
+
+
+def in_flight_runs(session: Session, namespace: str, run_ids: Sequence[str]) -> list[OpenRun]:
+    """Those of ``run_ids`` that are open with a running activity or Nexus call: the runs
+    whose pending state is worth a describe when they are read."""
+    running_call = exists().where(
+        Call.run_pk == WorkflowRun.id,
+        Call.status == Status.RUNNING,
+        Call.kind.in_(_DESCRIBED_KINDS),
+    )
+    found: list[OpenRun] = []
+    for part in chunks(sorted(set(run_ids))):
+        rows = session.execute(
+            select(
+                WorkflowRun.namespace,
+                WorkflowRun.workflow_id,
+                WorkflowRun.run_id,
+                WorkflowRun.kind,
+            ).where(
+                WorkflowRun.namespace == namespace,
+                WorkflowRun.run_id.in_(part),
+                WorkflowRun.status == Status.RUNNING,
+                WorkflowRun.kind == NodeKind.WORKFLOW,
+                running_call,
+            )
+        )
+        found.extend(OpenRun(*row) for row in rows)
+    return found

@@ -45,7 +45,7 @@ from tracer.query import (
 )
 
 from ._facts import RunFacts
-from ._pending import OpenRun, save_pending, stale_pending_runs
+from ._pending import OpenRun, in_flight_runs, save_pending, stale_pending_runs
 from ._span_namespaces import fill_span_namespaces, with_namespaces
 from ._summaries import refresh_summaries
 from ._work import WorkQueue, request_in_session
@@ -496,6 +496,11 @@ class Store(WorkQueue):
         self.check_file()
         with self.session.begin() as session:
             save_pending(session, run, calls, read_at)
+
+    def in_flight_runs(self, namespace: str, run_ids: Sequence[str]) -> list[OpenRun]:
+        """Those of ``run_ids`` that are open with a running activity or Nexus call."""
+        with self.session() as session:
+            return in_flight_runs(session, namespace, run_ids)
 
     def stale_pending_runs(
         self,
