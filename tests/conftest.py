@@ -54,6 +54,11 @@ REQUIRE_ALL = os.environ.get("TRACER_REQUIRE_ALL") == "1"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+def unique(prefix: str) -> str:
+    """A name no other test uses: ``prefix`` and ten random hex digits."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip the test, or fail it when CI requires every real dependency."""
     if REQUIRE_ALL:

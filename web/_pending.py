@@ -27,23 +27,19 @@ async def refresh_pending(
 ) -> None:
     """A route dependency: refresh the pending state of the tree a request asks for. It
     names runs only to Temporal, never to the viewer; the route applies the viewer's scope."""
-    connections = settings_of(request).connections
-    namespace = bounded_text(namespace, "namespace", MAX_NAMESPACE_BYTES)
-    if connections is None or not viewer_of(request).can_see(namespace):
-        return
-    await refresh_tree_pending(
-        store_of(request),
-        connections,
-        namespace,
-        bounded_text(workflow_id, "workflow_id", MAX_ID_BYTES),
-        optional_text(run_id, "run_id", MAX_RUN_ID_BYTES),
-    )
+    await _refresh(request, namespace, workflow_id, run_id, NodeKind.WORKFLOW)
 
 
 async def refresh_operation_pending(
     request: Request, namespace: str, operation_id: str, run_id: str | None = None
 ) -> None:
     """:func:`refresh_pending` for the tree of a standalone Nexus operation."""
+    await _refresh(request, namespace, operation_id, run_id, NodeKind.NEXUS_OPERATION)
+
+
+async def _refresh(
+    request: Request, namespace: str, entry_id: str, run_id: str | None, kind: NodeKind
+) -> None:
     connections = settings_of(request).connections
     namespace = bounded_text(namespace, "namespace", MAX_NAMESPACE_BYTES)
     if connections is None or not viewer_of(request).can_see(namespace):
@@ -52,7 +48,7 @@ async def refresh_operation_pending(
         store_of(request),
         connections,
         namespace,
-        bounded_text(operation_id, "operation_id", MAX_ID_BYTES),
+        bounded_text(entry_id, "workflow_id", MAX_ID_BYTES),
         optional_text(run_id, "run_id", MAX_RUN_ID_BYTES),
-        NodeKind.NEXUS_OPERATION,
+        kind,
     )

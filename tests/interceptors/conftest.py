@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,11 +15,10 @@ from opentelemetry.sdk.trace import (
 )
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
-from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
 from temporalio.client import Client
 
-from tracer.devserver import DevServer
+from tests.conftest import unique
+from tracer.devserver import DevServer, NexusEndpoint, create_nexus_endpoints
 
 
 @dataclass
@@ -75,25 +73,12 @@ class Endpoint:
     task_queue: str
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 async def create_endpoint(server: DevServer) -> Endpoint:
     """A new Nexus endpoint targeting a unique task queue in payments."""
     client = await Client.connect(server.address, namespace="default")
     endpoint = Endpoint(unique("tt-echo"), "payments", unique("tt-echo-tq"))
-    await client.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=endpoint.name,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(
-                        namespace=endpoint.namespace, task_queue=endpoint.task_queue
-                    )
-                ),
-            )
-        )
+    await create_nexus_endpoints(
+        client, [NexusEndpoint(endpoint.name, endpoint.namespace, endpoint.task_queue)]
     )
     return endpoint
 

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 import interceptors
 import interceptors.http
 from interceptors import ATTR, CALLER_HEADER, decode_caller_header
+from tests.conftest import unique
 from tracer.devserver import DevServer, free_port
 
 from ._wrapper import (
@@ -28,7 +29,7 @@ from ._wrapper import (
     WrapperCallerWorkflow,
     reserve_items,
 )
-from .conftest import Otel, named, one, parent_id, span_id, unique
+from .conftest import Otel, named, one, parent_id, span_id
 
 KEY = "deployment-shared-key"
 

@@ -33,6 +33,7 @@ from temporalio.worker import Replayer, Worker
 import interceptors
 import interceptors.http
 from interceptors import ATTR, SpanName, TracingPlugin
+from tests.conftest import unique
 from tracer.db import create_db_engine, upgrade_database
 from tracer.devserver import DevServer, free_port
 from tracer.domain import NodeKind
@@ -57,7 +58,7 @@ from ._wrapper import (
     WrapperCallerWorkflow,
     reserve_items,
 )
-from .conftest import collecting, create_endpoint, parent_id, span_id, unique
+from .conftest import collecting, create_endpoint, parent_id, span_id
 
 KEY = "deployment-shared-key"
 NAMESPACES = ["orders", "payments", "inventory"]

@@ -15,6 +15,7 @@ from temporalio.worker import Replayer, Worker
 
 import interceptors
 from interceptors import ATTR
+from tests.conftest import unique
 from tracer.devserver import DevServer, free_port
 
 from ._scenario import (
@@ -26,7 +27,7 @@ from ._scenario import (
     charge_card,
     step,
 )
-from .conftest import Endpoint, Otel, one, parent_id, span_id, unique
+from .conftest import Endpoint, Otel, one, parent_id, span_id
 
 EXPECTED_ONCE = [
     "StartWorkflow:ScenarioWorkflow",

@@ -11,6 +11,7 @@ from temporalio.worker import Worker
 
 import interceptors
 from interceptors import ATTR, CALLER_HEADER, decode_caller_header
+from tests.conftest import unique
 from tracer.devserver import DevServer
 
 from ._scenario import (
@@ -25,7 +26,7 @@ from ._scenario import (
     charge_card,
     step,
 )
-from .conftest import Endpoint, Otel, named, one, parent_id, span_id, trace_id, unique
+from .conftest import Endpoint, Otel, named, one, parent_id, span_id, trace_id
 
 
 async def _clients(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,6 @@ from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvide
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
-from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
-from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.opentelemetry import (
     OpenTelemetryPlugin,
@@ -34,9 +31,10 @@ from temporalio.contrib.opentelemetry import (
 )
 from temporalio.worker import Worker
 
+from tests.conftest import unique
 from tracer.collector import ServeSettings, run_collector
 from tracer.db import Span, create_db_engine, upgrade_database
-from tracer.devserver import DevServer, free_port
+from tracer.devserver import DevServer, NexusEndpoint, create_nexus_endpoints, free_port
 from tracer.domain import NodeKind, Status
 from tracer.link import Connections, HistoryLinker, load_connect_configs
 from tracer.query import TreeNode, figures_of, iso_time
@@ -57,10 +55,6 @@ from ._in_flight_workflows import (
 NAMESPACES = ["orders", "payments"]
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 @dataclass
 class Env:
     """This module's endpoint, clients and task queues; workers run for the whole module."""
@@ -79,16 +73,7 @@ async def env(temporal_server: DevServer) -> AsyncIterator[Env]:
     payments = await Client.connect(temporal_server.address, namespace="payments")
     # A Nexus endpoint of this module's own, on a task queue of its own.
     endpoint, handler_queue = unique("tt-inflight"), unique("tt-inflight-handler")
-    await orders.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(
-            spec=EndpointSpec(
-                name=endpoint,
-                target=EndpointTarget(
-                    worker=EndpointTarget.Worker(namespace="payments", task_queue=handler_queue)
-                ),
-            )
-        )
-    )
+    await create_nexus_endpoints(orders, [NexusEndpoint(endpoint, "payments", handler_queue)])
     caller_queue = unique("tt-inflight-caller")
     async with (
         Worker(

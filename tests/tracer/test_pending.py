@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +19,12 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Page, expect
-from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
-from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from tests.conftest import unique
 from tests.security.conftest import serve
-from tracer.devserver import DevServer
+from tracer.devserver import DevServer, NexusEndpoint, create_nexus_endpoints
 from tracer.link import Connections, HistoryLinker, load_connect_configs
 from tracer.store import Store
 from web import WebSettings, create_app
@@ -43,10 +41,6 @@ from ._pending_workflows import (
 NAMESPACES = ["orders", "payments"]
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 @dataclass
 class Env:
     address: str
@@ -58,21 +52,19 @@ class Env:
     caller_queue: str
 
 
-async def _endpoint(client: Client, name: str, queue: str) -> None:
-    target = EndpointTarget(worker=EndpointTarget.Worker(namespace="payments", task_queue=queue))
-    await client.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(spec=EndpointSpec(name=name, target=target))
-    )
-
-
 @pytest.fixture(scope="module")
 async def env(temporal_server: DevServer) -> AsyncIterator[Env]:
     orders = await Client.connect(temporal_server.address, namespace="orders")
     payments = await Client.connect(temporal_server.address, namespace="payments")
     served, handler_queue = unique("tt-pending"), unique("tt-pending-handler")
     unserved, unserved_queue = unique("tt-pending-nobody"), unique("tt-pending-nobody")
-    await _endpoint(orders, served, handler_queue)
-    await _endpoint(orders, unserved, unserved_queue)
+    await create_nexus_endpoints(
+        orders,
+        [
+            NexusEndpoint(served, "payments", handler_queue),
+            NexusEndpoint(unserved, "payments", unserved_queue),
+        ],
+    )
     caller_queue = unique("tt-pending-caller")
     async with (
         Worker(

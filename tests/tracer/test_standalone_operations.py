@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,13 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
-from temporalio.api.operatorservice.v1 import CreateNexusEndpointRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from tests.conftest import unique
 from tests.security.conftest import serve
-from tracer.devserver import DevServer
+from tracer.devserver import DevServer, NexusEndpoint, create_nexus_endpoints
 from tracer.link import Connections, HistoryLinker, load_connect_configs
 from tracer.store import Store
 from web import WebSettings, create_app
@@ -32,10 +30,6 @@ from web import WebSettings, create_app
 from ._standalone_workflows import DECLINED, RefundService, RefundServiceHandler, RefundWorkflow
 
 NAMESPACES = ["orders", "payments"]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @dataclass
@@ -51,10 +45,7 @@ async def env(temporal_server: DevServer) -> AsyncIterator[Env]:
     orders = await Client.connect(temporal_server.address, namespace="orders")
     payments = await Client.connect(temporal_server.address, namespace="payments")
     endpoint, queue = unique("tt-standalone"), unique("tt-standalone-handler")
-    target = EndpointTarget(worker=EndpointTarget.Worker(namespace="payments", task_queue=queue))
-    await orders.operator_service.create_nexus_endpoint(
-        CreateNexusEndpointRequest(spec=EndpointSpec(name=endpoint, target=target))
-    )
+    await create_nexus_endpoints(orders, [NexusEndpoint(endpoint, "payments", queue)])
     async with Worker(
         payments,
         task_queue=queue,
